@@ -1,0 +1,88 @@
+"""The bridge's exceptions, one tree rooted at BridgeError.
+
+    BridgeError
+    ├── ConfigError              the config file is wrong; names file, line and key
+    ├── WebhookError             an HTTP-facing refusal; carries its status code
+    │   ├── SignatureError       400: bad, missing or stale signature
+    │   ├── MalformedEventError  400: body is not an event we can read
+    │   ├── UnknownConnectorError 404
+    │   └── PayloadTooLargeError 413
+    ├── StoreError               the store could not commit (the receiver answers 503)
+    ├── EventError               an accepted event can not become adjustments;
+    │   │                        the event ends `failed` with this message
+    │   └── CustomerNotFoundError
+    └── CredytError              Credyt answered badly or could not be reached
+        └── CredytUnavailableError  network failure, timeout, 408/425/429/5xx: try later
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Root of every error the bridge raises on purpose."""
+
+
+class ConfigError(BridgeError):
+    """A configuration mistake. The message names the file, line and key."""
+
+
+class WebhookError(BridgeError):
+    status_code = 400
+
+
+class SignatureError(WebhookError):
+    """The signature is missing, does not match any configured secret, or is stale."""
+
+    status_code = 400
+
+    def __init__(self, message: str, *, reason: str = "mismatch") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class MalformedEventError(WebhookError):
+    status_code = 400
+
+
+class UnknownConnectorError(WebhookError):
+    status_code = 404
+
+
+class PayloadTooLargeError(WebhookError):
+    status_code = 413
+
+
+class StoreError(BridgeError):
+    """The store could not durably record something."""
+
+
+class EventError(BridgeError):
+    """An accepted event that can not be turned into adjustments; the event is `failed`."""
+
+
+class CustomerNotFoundError(EventError):
+    """Neither the metadata nor a Credyt lookup names the customer."""
+
+
+class CredytError(BridgeError):
+    """Credyt refused a request."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, body: str = "") -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
+
+
+class CredytUnavailableError(CredytError):
+    """Credyt could not be reached or asked us to come back later."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        body: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, body=body)
+        self.retry_after = retry_after

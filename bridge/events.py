@@ -1,0 +1,82 @@
+"""The bridge's own vocabulary for what a PSP told us, independent of any PSP.
+
+A connector turns a verified raw webhook into an `Envelope` (enough to store it) and,
+later, into a `PaymentEvent` (enough to apply rules) or an `Ignored` (with why).
+The raw payload always travels with the normalized event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+
+class Kind(StrEnum):
+    PAYMENT = "payment"  # money came in: credit the wallet
+    REVERSAL = "reversal"  # a refund or chargeback took money back: debit
+    REINSTATEMENT = "reinstatement"  # a reversal was undone (dispute won): credit back
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What the receiver needs to store a verified webhook: its identity, nothing more."""
+
+    event_id: str
+    event_type: str
+    livemode: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """An event the bridge stores but does not act on, and why."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """An event that can not be applied yet (e.g. the PSP has not finished it); retried."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentEvent:
+    psp: str  # "stripe" | "paddle"
+    event_id: str
+    event_type: str
+    kind: Kind
+    # Stable id of the payment this event is about, shared by every event that
+    # describes the same payment: Stripe invoice id for invoice payments, else the
+    # PaymentIntent id; Paddle transaction id.
+    payment_key: str
+    currency: str  # ISO code, upper case
+    amount_minor: int  # this payment's (or reversal's) amount in the PSP's minor units
+    amount: Decimal  # the same, in major units, exact
+    occurred_at: datetime | None = None
+    # For reversals: the refund / dispute / adjustment id (the idempotency key).
+    reversal_key: str | None = None
+    # For reversals: amount_minor is the cumulative amount reversed so far on this
+    # payment (Stripe charge.refunded); debit only what exceeds earlier reversals.
+    cumulative: bool = False
+    customer_hint: str | None = None  # Credyt customer id found in PSP metadata
+    psp_customer_id: str | None = None  # cus_... / ctm_...: Credyt external_id lookup
+    livemode: bool | None = None
+    # Values rule conditions match on: billing_reason, origin, status, mode...
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    price_ids: tuple[str, ...] = ()
+    product_ids: tuple[str, ...] = ()
+    quantity: int = 1  # total quantity across lines (fixed amounts per unit)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    period_end: datetime | None = None
+    # PSP object ids this came from, copied into the adjustment's metadata:
+    # invoice, payment_intent, charge, subscription, transaction, refund, ...
+    object_ids: Mapping[str, str] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+Normalized = PaymentEvent | Ignored | Waiting

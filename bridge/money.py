@@ -1,0 +1,74 @@
+"""Exact money: PSP minor units to Credyt major units, with each PSP's currency exponents.
+
+No floats anywhere: amounts arrive as integers or strings of minor units and leave as
+Decimal major units.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from bridge.errors import EventError
+
+# Stripe: currencies whose API amount is in whole units (exponent 0).
+STRIPE_ZERO_DECIMAL = frozenset(
+    "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split()
+)
+# Stripe: currencies with three decimals in the API (exponent 3).
+STRIPE_THREE_DECIMAL = frozenset("BHD JOD KWD OMR TND".split())
+
+# Paddle Billing: currencies whose amounts have no decimals. Everything else it sells in
+# has two.
+PADDLE_ZERO_DECIMAL = frozenset({"JPY", "KRW"})
+
+
+def stripe_exponent(currency: str) -> int:
+    code = currency.upper()
+    if code in STRIPE_ZERO_DECIMAL:
+        return 0
+    if code in STRIPE_THREE_DECIMAL:
+        return 3
+    return 2
+
+
+def paddle_exponent(currency: str) -> int:
+    return 0 if currency.upper() in PADDLE_ZERO_DECIMAL else 2
+
+
+def parse_minor(value: object, *, field: str) -> int:
+    """An integer amount of minor units from a PSP payload (int or digit string)."""
+    if isinstance(value, bool):
+        raise EventError(f"{field} is not an amount: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit() and len(text) <= 30:
+            return int(text)
+    raise EventError(f"{field} is not an integer amount of minor units: {value!r}")
+
+
+def to_major(minor: int, exponent: int) -> Decimal:
+    """Minor units to an exact Decimal of major units: 4999, 2 -> Decimal('49.99')."""
+    return Decimal(minor).scaleb(-exponent)
+
+
+def parse_decimal(value: object, *, field: str) -> Decimal:
+    """A Decimal from config text or a number, never through float."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise EventError(f"{field}: write decimal amounts as strings or integers, got {value!r}")
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise EventError(f"{field} is not a decimal number: {value!r}") from exc
+    if not result.is_finite():
+        raise EventError(f"{field} is not a finite number: {value!r}")
+    return result
+
+
+def format_amount(amount: Decimal) -> str:
+    """Plain decimal text without exponent or trailing zeros: 49.990 -> '49.99', 1E+6 -> '1000000'."""
+    normalized = amount.normalize()
+    if normalized == normalized.to_integral_value():
+        return str(normalized.quantize(Decimal(1)))
+    return format(normalized, "f")
