@@ -1,18 +1,18 @@
 """The bridge's exceptions, one tree rooted at BridgeError.
 
-    BridgeError
-    ├── ConfigError              the config file is wrong; names file, line and key
-    ├── WebhookError             an HTTP-facing refusal; carries its status code
-    │   ├── SignatureError       400: bad, missing or stale signature
-    │   ├── MalformedEventError  400: body is not an event we can read
-    │   ├── UnknownConnectorError 404
-    │   └── PayloadTooLargeError 413
-    ├── StoreError               the store could not commit (the receiver answers 503)
-    ├── EventError               an accepted event can not become adjustments;
-    │   │                        the event ends `failed` with this message
-    │   └── CustomerNotFoundError
-    └── CredytError              Credyt answered badly or could not be reached
-        └── CredytUnavailableError  network failure, timeout, 408/425/429/5xx: try later
+BridgeError
+├── ConfigError              the config file is wrong; names file, line and key
+├── WebhookError             an HTTP-facing refusal; carries its status code
+│   ├── SignatureError       400: bad, missing or stale signature
+│   ├── MalformedEventError  400: body is not an event we can read
+│   ├── UnknownConnectorError 404
+│   └── PayloadTooLargeError 413
+├── StoreError               the store could not commit (the receiver answers 503)
+├── EventError               an accepted event can not become adjustments;
+│   │                        the event ends `failed` with this message
+│   └── CustomerNotFoundError
+└── CredytError              Credyt answered badly or could not be reached
+    └── CredytUnavailableError  network failure, timeout, 408/425/429/5xx: try later
 """
 
 from __future__ import annotations

@@ -67,8 +67,22 @@ def parse_decimal(value: object, *, field: str) -> Decimal:
 
 
 def format_amount(amount: Decimal) -> str:
-    """Plain decimal text without exponent or trailing zeros: 49.990 -> '49.99', 1E+6 -> '1000000'."""
+    """Plain decimal text, no exponent, no trailing zeros: 49.990 -> '49.99', 1E+6 -> '1000000'."""
     normalized = amount.normalize()
     if normalized == normalized.to_integral_value():
         return str(normalized.quantize(Decimal(1)))
     return format(normalized, "f")
+
+
+def encode_json(value: object) -> str:
+    """Compact JSON where Decimal amounts are written as exact number literals."""
+    import json
+
+    if isinstance(value, Decimal):
+        return format_amount(value)
+    if isinstance(value, dict):
+        items = (f"{json.dumps(str(k))}:{encode_json(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(encode_json(v) for v in value) + "]"
+    return json.dumps(value)

@@ -46,8 +46,16 @@ class ConnectorFactory(Protocol):
 
 
 def connector_types() -> dict[str, ConnectorFactory]:
-    """Connector classes by config `type`. Imported lazily so each PSP's SDK loads only when used."""
+    """Connector classes by config `type`, imported lazily (each PSP's SDK loads when used)."""
     from connectors.paddle import PaddleConnector
     from connectors.stripe import StripeConnector
 
     return {"stripe": StripeConnector, "paddle": PaddleConnector}
+
+
+def known_event_types(connector_type: str) -> frozenset[str]:
+    """The event types a connector type acts on (what a rule's `on:` may name)."""
+    import importlib
+
+    module = importlib.import_module(f"connectors.{connector_type}")
+    return frozenset(module.EVENT_READERS)

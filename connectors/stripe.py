@@ -145,7 +145,9 @@ class StripeConnector:
             currency=currency,
             amount_minor=amount_minor,
             amount=to_major(amount_minor, stripe_exponent(currency)),
-            customer_hint=self._customer_hint(metadata, _str_map(subscription_details.get("metadata"))),
+            customer_hint=self._customer_hint(
+                metadata, _str_map(subscription_details.get("metadata"))
+            ),
             psp_customer_id=_id_of(invoice.get("customer")),
             attributes=_attributes(billing_reason=invoice.get("billing_reason")),
             price_ids=tuple(p for p in (_line_price(line)[0] for line in lines) if p),
@@ -309,7 +311,7 @@ def _attributes(**values: Any) -> dict[str, str]:
 
 
 def _subscription_details(invoice: Raw) -> Raw:
-    """basil and later: invoice.parent.subscription_details; before: invoice.subscription_details."""
+    """basil on: invoice.parent.subscription_details; before: invoice.subscription_details."""
     parent = invoice.get("parent")
     if isinstance(parent, Mapping):
         details = parent.get("subscription_details")

@@ -1,0 +1,384 @@
+"""The bridge's configuration: one YAML file, validated at start-up into frozen objects.
+
+Every default lives here. A mistake is reported with the file, the line and the key
+(`config.yaml:14: connectors.stripe.rules[0].on: unknown Stripe event type ...`) and
+the process does not start. `docs/configuration.md` documents every key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from bridge.errors import ConfigError
+from bridge.yamlsource import Section, load_yaml
+
+REASONS = ("external_topup", "external_refund", "gift", "other")
+MODES = ("any", "live", "test")
+MATCH = ("first", "all")
+UNKNOWN_ORIGINAL = ("hold", "skip", "debit")
+_CONNECTOR_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_ASSET = re.compile(r"^[A-Za-z0-9_]{2,32}$")
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """When a credit expires: never, at the end of the billing period, or after a duration."""
+
+    kind: Literal["never", "period_end", "after"] = "never"
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        if self.kind == "after":
+            return f"after {self.seconds / 86400:g}d"
+        return self.kind
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """All given conditions must hold; an empty tuple / None means "any"."""
+
+    billing_reason: tuple[str, ...] = ()
+    origin: tuple[str, ...] = ()
+    currency: tuple[str, ...] = ()
+    price_ids: tuple[str, ...] = ()
+    product_ids: tuple[str, ...] = ()
+    livemode: bool | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        parts = [
+            f"{name} in {','.join(values)}"
+            for name, values in (
+                ("billing_reason", self.billing_reason),
+                ("origin", self.origin),
+                ("currency", self.currency),
+                ("price", self.price_ids),
+                ("product", self.product_ids),
+            )
+            if values
+        ]
+        if self.livemode is not None:
+            parts.append("live" if self.livemode else "test")
+        parts.extend(f"metadata.{k}={v}" for k, v in self.metadata.items())
+        return "; ".join(parts) or "-"
+
+
+@dataclass(frozen=True)
+class CreditSpec:
+    asset: str | None = None  # None: the payment's currency
+    amount: Decimal | None = None  # None: the amount paid; else a fixed amount
+    per_unit: bool = False  # fixed amount times the payment's quantity
+    rate: Decimal = Decimal(1)  # multiplies the amount (custom assets)
+    account: str = "default"
+    reason: str = "external_topup"
+    description: str | None = None
+    expires: Expiry = Expiry()
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def describe_amount(self) -> str:
+        base = "paid" if self.amount is None else str(self.amount)
+        if self.per_unit:
+            base += " per unit"
+        if self.rate != 1:
+            base += f" x {self.rate}"
+        return base
+
+
+@dataclass(frozen=True)
+class ReverseSpec:
+    """A refund or chargeback debits the original credit in proportion."""
+
+    reason: str = "external_refund"
+    description: str | None = None
+    # When the bridge has no record of the original credit (paid before it was deployed):
+    # hold (wait up to hold_for for the credit, then fail), skip (ignore), or debit the
+    # refunded amount in the payment currency to the PSP customer's Credyt customer.
+    unknown_original: str = "hold"
+    hold_for: float = 7 * 86400.0
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    on: tuple[str, ...]
+    when: Conditions
+    credit: CreditSpec | None
+    reverse: ReverseSpec | None
+    line: int
+
+    @property
+    def action(self) -> str:
+        return "credit" if self.credit is not None else "reverse"
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    name: str
+    type: str
+    secrets: tuple[str, ...]
+    tolerance: float
+    mode: str = "any"
+    customer_metadata_key: str = "credyt_customer_id"
+    match: str = "first"
+    rules: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True)
+class CredytConfig:
+    api_url: str = "https://api.credyt.ai"
+    api_key: str = ""
+    timeout: float = 10.0
+    concurrency: int = 32
+    customer_cache: float = 300.0
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    max_attempts: int = 30
+    max_age: float = 3 * 86400.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 600.0
+    retry_after_max: float = 3600.0
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    max_body_bytes: int = 256 * 1024
+    admin_token: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    database: str
+    credyt: CredytConfig
+    delivery: DeliveryConfig
+    server: ServerConfig
+    connectors: dict[str, ConnectorConfig]
+    log_level: str = "info"
+    retention: float = 30 * 86400.0
+
+
+DEFAULT_TOLERANCE = {"stripe": 300.0, "paddle": 300.0}
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the config file: {exc.strerror}") from exc
+    return parse_config(text, file, environ)
+
+
+def parse_config(
+    text: str, file: str = "config.yaml", environ: dict[str, str] | None = None
+) -> Config:
+    data, source = load_yaml(text, file, environ)
+    top = Section(data, (), source)
+    top.only("database", "credyt", "delivery", "server", "connectors", "log_level", "retention")
+    credyt = _credyt(top.section("credyt"))
+    delivery = _delivery(top.section("delivery"))
+    server = _server(top.section("server"))
+    connectors_section = top.section("connectors")
+    if not connectors_section.data:
+        top.error("connectors", "at least one connector is required")
+    connectors = {name: _connector(name, section) for name, section in connectors_section.items()}
+    config = Config(
+        path=file,
+        database=top.text("database", "bridge.db") or "bridge.db",
+        credyt=credyt,
+        delivery=delivery,
+        server=server,
+        connectors=connectors,
+        log_level=top.choice("log_level", ("debug", "info", "warning", "error"), "info"),
+        retention=top.duration("retention", 30 * 86400.0) or 30 * 86400.0,
+    )
+    source.raise_errors()
+    return config
+
+
+def _credyt(section: Section) -> CredytConfig:
+    section.only("api_url", "api_key", "timeout", "concurrency", "customer_cache")
+    api_url = section.text("api_url", CredytConfig.api_url) or CredytConfig.api_url
+    if not api_url.startswith(("http://", "https://")):
+        section.error("api_url", f"must be an http(s) URL, got {api_url!r}")
+    return CredytConfig(
+        api_url=api_url.rstrip("/"),
+        api_key=section.text("api_key", required=True) or "",
+        timeout=section.duration("timeout", 10.0) or 10.0,
+        concurrency=section.whole("concurrency", 32, minimum=1),
+        customer_cache=section.duration("customer_cache", 300.0) or 0.0,
+    )
+
+
+def _delivery(section: Section) -> DeliveryConfig:
+    section.only("max_attempts", "max_age", "backoff_initial", "backoff_max", "retry_after_max")
+    d = DeliveryConfig()
+    return DeliveryConfig(
+        max_attempts=section.whole("max_attempts", d.max_attempts, minimum=1),
+        max_age=section.duration("max_age", d.max_age) or d.max_age,
+        backoff_initial=section.duration("backoff_initial", d.backoff_initial) or d.backoff_initial,
+        backoff_max=section.duration("backoff_max", d.backoff_max) or d.backoff_max,
+        retry_after_max=section.duration("retry_after_max", d.retry_after_max) or d.retry_after_max,
+    )
+
+
+def _server(section: Section) -> ServerConfig:
+    section.only("max_body_bytes", "admin_token")
+    token = section.text("admin_token")
+    if token is not None and len(token) < 16:
+        section.error("admin_token", "must be at least 16 characters")
+    return ServerConfig(
+        max_body_bytes=section.whole("max_body_bytes", ServerConfig.max_body_bytes, minimum=1024),
+        admin_token=token,
+    )
+
+
+def _connector(name: str, section: Section) -> ConnectorConfig:
+    from connectors import connector_types, known_event_types
+
+    section.only("type", "secrets", "tolerance", "mode", "customer_metadata_key", "match", "rules")
+    if not _CONNECTOR_NAME.match(name):
+        section.error(
+            None, "connector names are lower-case letters, digits, - and _ (used in URLs)"
+        )
+    kind = section.text("type", required=True) or ""
+    types = connector_types()
+    if kind and kind not in types:
+        section.error(
+            "type", f"unknown connector type {kind!r} (expected one of: {', '.join(types)})"
+        )
+    secrets = section.texts("secrets")
+    if not secrets:
+        section.error("secrets", "at least one webhook signing secret is required")
+    events = known_event_types(kind) if kind in types else frozenset()
+    rules = tuple(_rule(rule, kind, events) for rule in section.sections("rules"))
+    names = [rule.name for rule in rules]
+    for index, rule_name in enumerate(names):
+        if names.index(rule_name) != index:
+            section.error(
+                "rules", f"two rules are named {rule_name!r}; rule names key the adjustments"
+            )
+    tolerance = section.duration("tolerance", DEFAULT_TOLERANCE.get(kind, 300.0))
+    return ConnectorConfig(
+        name=name,
+        type=kind,
+        secrets=secrets,
+        tolerance=tolerance or 0.0,
+        mode=section.choice("mode", MODES, "any"),
+        customer_metadata_key=section.text("customer_metadata_key", "credyt_customer_id")
+        or "credyt_customer_id",
+        match=section.choice("match", MATCH, "first"),
+        rules=rules,
+    )
+
+
+def _rule(section: Section, kind: str, events: frozenset[str]) -> Rule:
+    section.only("name", "on", "when", "credit", "reverse")
+    name = section.text("name", required=True) or f"rule{section.path[-1]}"
+    on = section.texts("on")
+    if not on:
+        section.error("on", "name at least one event type")
+    for event_type in on:
+        if events and event_type not in events:
+            section.error(
+                "on",
+                f"unknown {kind} event type {event_type!r} (known: {', '.join(sorted(events))})",
+            )
+    has_credit, has_reverse = section.has("credit"), section.has("reverse")
+    if has_credit == has_reverse:
+        section.error(None, "a rule has exactly one of credit: or reverse:")
+    return Rule(
+        name=name,
+        on=on,
+        when=_conditions(section.section("when")),
+        credit=_credit(section.section("credit")) if has_credit else None,
+        reverse=_reverse(section.section("reverse")) if has_reverse else None,
+        line=section.source.line(section.path),
+    )
+
+
+def _conditions(section: Section) -> Conditions:
+    section.only(
+        "billing_reason", "origin", "currency", "price_ids", "product_ids", "livemode", "metadata"
+    )
+    return Conditions(
+        billing_reason=section.texts("billing_reason"),
+        origin=section.texts("origin"),
+        currency=tuple(c.upper() for c in section.texts("currency")),
+        price_ids=section.texts("price_ids"),
+        product_ids=section.texts("product_ids"),
+        livemode=section.flag("livemode", None),
+        metadata=section.text_map("metadata"),
+    )
+
+
+def _credit(section: Section) -> CreditSpec:
+    section.only(
+        "asset",
+        "amount",
+        "per_unit",
+        "rate",
+        "account",
+        "reason",
+        "description",
+        "expires",
+        "metadata",
+    )
+    asset = section.text("asset")
+    if asset is not None and not _ASSET.match(asset):
+        section.error("asset", f"not an asset code: {asset!r}")
+    amount: Decimal | None = None
+    raw_amount = section.data.get("amount", "paid")
+    if raw_amount != "paid":
+        amount = section.decimal("amount")
+        if amount is not None and amount <= 0:
+            section.error("amount", "a fixed credit must be positive")
+    per_unit = bool(section.flag("per_unit", False))
+    if per_unit and amount is None:
+        section.error("per_unit", "per_unit needs a fixed amount")
+    rate = section.decimal("rate", Decimal(1)) or Decimal(1)
+    if rate <= 0:
+        section.error("rate", "must be positive")
+    if (rate != 1 or amount is not None) and asset is None and section.has("rate"):
+        section.error("asset", "a rate converts into a custom asset: name the asset")
+    return CreditSpec(
+        asset=asset.upper() if asset and asset.isalpha() and len(asset) == 3 else asset,
+        amount=amount,
+        per_unit=per_unit,
+        rate=rate,
+        account=section.text("account", "default") or "default",
+        reason=section.choice("reason", REASONS, "external_topup"),
+        description=section.text("description"),
+        expires=_expiry(section),
+        metadata=section.text_map("metadata"),
+    )
+
+
+def _expiry(section: Section) -> Expiry:
+    value = section.data.get("expires")
+    if value is None or value == "never":
+        return Expiry()
+    if value == "period_end":
+        return Expiry("period_end")
+    seconds = section.duration("expires", None)
+    if seconds is None:
+        return Expiry()
+    return Expiry("after", seconds)
+
+
+def _reverse(section: Section) -> ReverseSpec:
+    section.only("reason", "description", "unknown_original", "hold_for", "metadata")
+    return ReverseSpec(
+        reason=section.choice("reason", REASONS, "external_refund"),
+        description=section.text("description"),
+        unknown_original=section.choice("unknown_original", UNKNOWN_ORIGINAL, "hold"),
+        hold_for=section.duration("hold_for", 7 * 86400.0) or 7 * 86400.0,
+        metadata=section.text_map("metadata"),
+    )
