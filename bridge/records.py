@@ -1,0 +1,132 @@
+"""What the store holds: the inbox of webhooks, the outbox of adjustments, and their states."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class EventStatus(StrEnum):
+    PENDING = "pending"  # stored; to be processed (again, at next_attempt_at)
+    PROCESSED = "processed"  # its adjustments are in the outbox
+    IGNORED = "ignored"  # nothing to do; `reason` says why
+    FAILED = "failed"  # can not be processed as is; `reason` says why; replayable
+
+
+class AdjustmentStatus(StrEnum):
+    PENDING = "pending"  # waiting for a (further) delivery attempt at next_attempt_at
+    DELIVERED = "delivered"  # Credyt has it (2xx, or 409: it already had it)
+    DEAD = "dead"  # Credyt refused it or retries ran out; `last_error` has its answer
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    id: int
+    connector: str
+    event_id: str
+    event_type: str
+    livemode: bool | None
+    received_at: float
+    status: EventStatus
+    reason: str | None
+    attempts: int
+    next_attempt_at: float | None
+    updated_at: float
+    payment_key: str | None
+    customer_id: str | None
+    body: bytes | None = None  # loaded only where needed
+
+
+@dataclass(frozen=True)
+class NewAdjustment:
+    """An adjustment to record in the outbox; `body` is exactly what Credyt receives."""
+
+    transaction_id: str
+    connector: str
+    rule: str
+    kind: str  # events.Kind value
+    payment_key: str
+    reversal_key: str | None
+    customer_id: str
+    asset: str
+    account: str
+    amount: str  # exact decimal text, major units, signed
+    payment_amount_minor: int  # the PSP amount this adjustment stands for (proportions)
+    body: str  # JSON
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    transaction_id: str
+    inbox_id: int | None
+    connector: str
+    rule: str
+    kind: str
+    payment_key: str
+    reversal_key: str | None
+    customer_id: str
+    asset: str
+    account: str
+    amount: str
+    payment_amount_minor: int
+    body: str
+    status: AdjustmentStatus
+    attempts: int
+    next_attempt_at: float | None
+    queued_at: float
+    received_at: float | None  # when the webhook that produced it arrived
+    created_at: float
+    updated_at: float
+    delivered_at: float | None
+    last_status: int | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class ProcessingResult:
+    """The outcome of processing one inbox event, recorded in one transaction."""
+
+    inbox_id: int
+    status: EventStatus
+    reason: str | None = None
+    next_attempt_at: float | None = None
+    payment_key: str | None = None
+    customer_id: str | None = None
+    adjustments: tuple[NewAdjustment, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """The outcome of one delivery attempt."""
+
+    outbox_id: int
+    status: AdjustmentStatus
+    started_at: float
+    duration_ms: float
+    next_attempt_at: float | None = None
+    status_code: int | None = None
+    error: str | None = None  # Credyt's answer or the network error, for the operator
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    status: str | None = None
+    connector: str | None = None
+    event_type: str | None = None
+    customer: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 100
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    """A record as a plain dict (for --json and the admin API); bytes are decoded."""
+    from dataclasses import asdict
+
+    data = asdict(row)
+    body = data.get("body")
+    if isinstance(body, bytes):
+        data["body"] = body.decode("utf-8", "replace")
+    return data

@@ -1,0 +1,522 @@
+"""The SQLite store: inbox, outbox and delivery attempts in one file.
+
+WAL mode with `synchronous=FULL`: a webhook answered 2xx is on disk. All writes go
+through one `Writer` (group commit); reads use a connection per thread, which WAL
+lets run beside the writer. The schema is created and migrated with sqlite-utils and
+versioned with `PRAGMA user_version`; every claim and list query has an index.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import sqlite_utils
+
+from bridge.errors import StoreError
+from bridge.events import Envelope
+from bridge.records import (
+    AdjustmentStatus,
+    DeliveryOutcome,
+    EventFilter,
+    EventStatus,
+    InboxRow,
+    OutboxRow,
+    ProcessingResult,
+)
+from bridge.writer import Writer
+
+SCHEMA_VERSION = 1
+RESPONSE_KEEP = 2000  # characters of Credyt's answer kept per attempt
+
+INBOX_COLUMNS = (
+    "id, connector, event_id, event_type, livemode, received_at, status, reason, attempts, "
+    "next_attempt_at, updated_at, payment_key, customer_id"
+)
+OUTBOX_COLUMNS = (
+    "id, transaction_id, inbox_id, connector, rule, kind, payment_key, reversal_key, "
+    "customer_id, asset, account, amount, payment_amount_minor, body, status, attempts, "
+    "next_attempt_at, queued_at, received_at, created_at, updated_at, delivered_at, last_status,"
+    " last_error"
+)
+
+
+def _migrate_v1(db: sqlite_utils.Database) -> None:
+    inbox, outbox, attempts = db.table("inbox"), db.table("outbox"), db.table("attempts")
+    inbox.create(
+        {
+            "id": int,
+            "connector": str,
+            "event_id": str,
+            "event_type": str,
+            "livemode": int,
+            "received_at": float,
+            "body": bytes,
+            "status": str,
+            "reason": str,
+            "attempts": int,
+            "next_attempt_at": float,
+            "updated_at": float,
+            "payment_key": str,
+            "customer_id": str,
+        },
+        pk="id",
+        not_null={"connector", "event_id", "event_type", "received_at", "body", "status"},
+        defaults={"attempts": 0},
+    )
+    inbox.create_index(["connector", "event_id"], unique=True)
+    inbox.create_index(["status", "next_attempt_at"], index_name="inbox_due")
+    inbox.create_index(["received_at"], index_name="inbox_received")
+    inbox.create_index(["status", "id"], index_name="inbox_status_id")
+    inbox.create_index(["payment_key"], index_name="inbox_payment")
+    inbox.create_index(["customer_id"], index_name="inbox_customer")
+    outbox.create(
+        {
+            "id": int,
+            "transaction_id": str,
+            "inbox_id": int,
+            "connector": str,
+            "rule": str,
+            "kind": str,
+            "payment_key": str,
+            "reversal_key": str,
+            "customer_id": str,
+            "asset": str,
+            "account": str,
+            "amount": str,
+            "payment_amount_minor": int,
+            "body": str,
+            "status": str,
+            "attempts": int,
+            "next_attempt_at": float,
+            "lease_until": float,
+            "queued_at": float,
+            "received_at": float,
+            "created_at": float,
+            "updated_at": float,
+            "delivered_at": float,
+            "last_status": int,
+            "last_error": str,
+        },
+        pk="id",
+        not_null={"transaction_id", "customer_id", "body", "status"},
+        defaults={"attempts": 0},
+    )
+    outbox.create_index(["transaction_id"], unique=True)
+    outbox.create_index(["status", "next_attempt_at"], index_name="outbox_due")
+    outbox.create_index(["status", "id"], index_name="outbox_status_id")
+    outbox.create_index(["payment_key"], index_name="outbox_payment")
+    outbox.create_index(["inbox_id"], index_name="outbox_inbox")
+    attempts.create(
+        {
+            "id": int,
+            "outbox_id": int,
+            "started_at": float,
+            "duration_ms": float,
+            "status_code": int,
+            "outcome": str,
+            "response": str,
+        },
+        pk="id",
+    )
+    attempts.create_index(["outbox_id"], index_name="attempts_outbox")
+    db.table("heartbeat").create({"id": int, "at": float}, pk="id")
+
+
+# Each migration brings the schema from version N-1 to N, inside one transaction.
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _migrate_v1}
+
+
+def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to SCHEMA_VERSION; returns the version found before."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the database has schema version {version}, newer than this bridge "
+            f"({SCHEMA_VERSION}): upgrade credyt-bridge"
+        )
+    db = sqlite_utils.Database(conn)
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[target](db)
+            conn.execute(f"PRAGMA user_version = {target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return version
+
+
+def _inbox_row(r: Sequence[Any], body: bytes | None = None) -> InboxRow:
+    return InboxRow(
+        id=r[0],
+        connector=r[1],
+        event_id=r[2],
+        event_type=r[3],
+        livemode=None if r[4] is None else bool(r[4]),
+        received_at=r[5],
+        status=EventStatus(r[6]),
+        reason=r[7],
+        attempts=r[8],
+        next_attempt_at=r[9],
+        updated_at=r[10],
+        payment_key=r[11],
+        customer_id=r[12],
+        body=body,
+    )
+
+
+_OUTBOX_FIELDS = tuple(name.strip() for name in OUTBOX_COLUMNS.split(","))
+
+
+def _outbox_row(r: Sequence[Any]) -> OutboxRow:
+    values = dict(zip(_OUTBOX_FIELDS, r, strict=True))
+    values["status"] = AdjustmentStatus(values["status"])
+    return OutboxRow(**values)
+
+
+class SQLiteStore:
+    """The embedded store. Safe to open from several processes (serve and the CLI)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise StoreError(f"the database folder {directory} does not exist")
+        try:
+            setup = connect(path)
+            try:
+                migrate(setup)
+            finally:
+                setup.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the database {path}: {exc}") from exc
+        self._local = threading.local()
+        self.writer = Writer(lambda: connect(path))
+        self.writer.start()
+
+    def close(self) -> None:
+        self.writer.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @property
+    def _read(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, readonly=True)
+            self._local.conn = conn
+        return conn
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        try:
+            return self._read.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"the database could not be read: {exc}") from exc
+
+    # -- the webhook path -----------------------------------------------------------
+
+    async def accept(
+        self, connector: str, envelope: Envelope, body: bytes, received_at: float
+    ) -> bool:
+        """Store a verified webhook durably. False if (connector, event id) was already stored."""
+        livemode = None if envelope.livemode is None else int(envelope.livemode)
+
+        def insert(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "INSERT INTO inbox (connector, event_id, event_type, livemode, received_at, body,"
+                " status, attempts, next_attempt_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)"
+                " ON CONFLICT (connector, event_id) DO NOTHING",
+                (
+                    connector,
+                    envelope.event_id,
+                    envelope.event_type,
+                    livemode,
+                    received_at,
+                    body,
+                    received_at,
+                    received_at,
+                ),
+            )
+            return cursor.rowcount == 1
+
+        return await self.writer.run(insert)
+
+    def due_events(self, now: float, limit: int) -> list[InboxRow]:
+        rows = self._query(
+            f"SELECT {INBOX_COLUMNS}, body FROM inbox WHERE status = 'pending'"
+            " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+            (now, limit),
+        )
+        return [_inbox_row(r, r[13]) for r in rows]
+
+    def next_event_due(self) -> float | None:
+        rows = self._query("SELECT MIN(next_attempt_at) FROM inbox WHERE status = 'pending'")
+        return rows[0][0] if rows else None
+
+    async def record_processing(self, result: ProcessingResult, now: float) -> int:
+        """Record one event's outcome and its adjustments in one transaction.
+
+        Returns how many adjustments were new (an existing transaction_id keeps its
+        first body: one transaction id never carries two bodies).
+        """
+        return await self.writer.run(lambda conn: _record_processing(conn, result, now))
+
+    def adjustments_for_payment(self, payment_key: str) -> list[OutboxRow]:
+        rows = self._query(
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE payment_key = ? ORDER BY id", (payment_key,)
+        )
+        return [_outbox_row(r) for r in rows]
+
+    # -- the delivery path ------------------------------------------------------------
+
+    async def claim_adjustments(self, now: float, limit: int, lease: float) -> list[OutboxRow]:
+        def claim(conn: sqlite3.Connection) -> list[OutboxRow]:
+            rows = conn.execute(
+                f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending'"
+                " AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)"
+                " ORDER BY next_attempt_at LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE outbox SET lease_until = ? WHERE id = ?",
+                [(now + lease, r[0]) for r in rows],
+            )
+            return [_outbox_row(r) for r in rows]
+
+        return await self.writer.run(claim)
+
+    def next_adjustment_due(self) -> float | None:
+        rows = self._query("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'")
+        return rows[0][0] if rows else None
+
+    async def record_delivery(self, outcome: DeliveryOutcome) -> None:
+        await self.writer.run(lambda conn: _record_delivery(conn, outcome))
+
+    # -- health -----------------------------------------------------------------------
+
+    async def check_writable(self) -> None:
+        def beat(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO heartbeat (id, at) VALUES (1, ?)", (time.time(),))
+
+        await self.writer.run(beat)
+
+    # -- operating ----------------------------------------------------------------------
+
+    def list_events(self, flt: EventFilter) -> list[InboxRow]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("status", flt.status),
+            ("connector", flt.connector),
+            ("event_type", flt.event_type),
+            ("customer_id", flt.customer),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if flt.since is not None:
+            where.append("received_at >= ?")
+            params.append(flt.since)
+        if flt.until is not None:
+            where.append("received_at < ?")
+            params.append(flt.until)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._query(
+            f"SELECT {INBOX_COLUMNS} FROM inbox {clause} ORDER BY id DESC LIMIT ?",
+            (*params, flt.limit),
+        )
+        return [_inbox_row(r) for r in rows]
+
+    def get_event(self, event_ref: str) -> InboxRow | None:
+        """By row id, or by the PSP event id."""
+        if event_ref.isdigit():
+            rows = self._query(
+                f"SELECT {INBOX_COLUMNS}, body FROM inbox WHERE id = ?", (int(event_ref),)
+            )
+        else:
+            rows = self._query(
+                f"SELECT {INBOX_COLUMNS}, body FROM inbox WHERE event_id = ? ORDER BY id",
+                (event_ref,),
+            )
+        return _inbox_row(rows[0], rows[0][13]) if rows else None
+
+    def adjustments_for_event(self, inbox_id: int) -> list[OutboxRow]:
+        rows = self._query(
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE inbox_id = ? ORDER BY id", (inbox_id,)
+        )
+        return [_outbox_row(r) for r in rows]
+
+    def list_adjustments(self, status: str | None = None, limit: int = 100) -> list[OutboxRow]:
+        if status is None:
+            rows = self._query(
+                f"SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id DESC LIMIT ?", (limit,)
+            )
+        else:
+            rows = self._query(
+                f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = ? ORDER BY id DESC LIMIT ?",
+                (status, limit),
+            )
+        return [_outbox_row(r) for r in rows]
+
+    def get_adjustment(self, ref: str) -> OutboxRow | None:
+        column = "id" if ref.isdigit() else "transaction_id"
+        rows = self._query(f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE {column} = ?", (ref,))
+        return _outbox_row(rows[0]) if rows else None
+
+    def attempts_for(self, outbox_id: int) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT started_at, duration_ms, status_code, outcome, response FROM attempts"
+            " WHERE outbox_id = ? ORDER BY id",
+            (outbox_id,),
+        )
+        keys = ("started_at", "duration_ms", "status_code", "outcome", "response")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        events = dict(self._query("SELECT status, COUNT(*) FROM inbox GROUP BY status"))
+        adjustments = dict(self._query("SELECT status, COUNT(*) FROM outbox GROUP BY status"))
+        return {"events": events, "adjustments": adjustments}
+
+    def oldest_pending_adjustment(self) -> float | None:
+        rows = self._query("SELECT MIN(queued_at) FROM outbox WHERE status = 'pending'")
+        return rows[0][0] if rows else None
+
+    async def retry_adjustments(self, ids: Sequence[int] = (), *, dead: bool = False) -> int:
+        """Put adjustments back to pending, due now, with a fresh attempt budget."""
+        now = time.time()
+
+        def retry(conn: sqlite3.Connection) -> int:
+            sql = (
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+                " queued_at = ?, lease_until = NULL, updated_at = ?"
+            )
+            if dead:
+                return conn.execute(sql + " WHERE status = 'dead'", (now, now, now)).rowcount
+            return sum(
+                conn.execute(
+                    sql + " WHERE id = ? AND status != 'delivered'", (now, now, now, i)
+                ).rowcount
+                for i in ids
+            )
+
+        return await self.writer.run(retry)
+
+    async def reset_events(self, ids: Sequence[int]) -> int:
+        """Mark events pending, due now, so the processor runs them again."""
+        now = time.time()
+
+        def reset(conn: sqlite3.Connection) -> int:
+            return sum(
+                conn.execute(
+                    "UPDATE inbox SET status = 'pending', next_attempt_at = ?, updated_at = ?"
+                    " WHERE id = ?",
+                    (now, now, i),
+                ).rowcount
+                for i in ids
+            )
+
+        return await self.writer.run(reset)
+
+
+def _record_processing(conn: sqlite3.Connection, result: ProcessingResult, now: float) -> int:
+    new = 0
+    for adj in result.adjustments:
+        cursor = conn.execute(
+            "INSERT INTO outbox (transaction_id, inbox_id, connector, rule, kind, payment_key,"
+            " reversal_key, customer_id, asset, account, amount, payment_amount_minor, body,"
+            " status, attempts, next_attempt_at, queued_at, received_at, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?,"
+            " (SELECT received_at FROM inbox WHERE id = ?), ?, ?)"
+            " ON CONFLICT (transaction_id) DO NOTHING",
+            (
+                adj.transaction_id,
+                result.inbox_id,
+                adj.connector,
+                adj.rule,
+                adj.kind,
+                adj.payment_key,
+                adj.reversal_key,
+                adj.customer_id,
+                adj.asset,
+                adj.account,
+                adj.amount,
+                adj.payment_amount_minor,
+                adj.body,
+                now,
+                now,
+                result.inbox_id,
+                now,
+                now,
+            ),
+        )
+        new += cursor.rowcount
+    conn.execute(
+        "UPDATE inbox SET status = ?, reason = ?, attempts = attempts + 1, next_attempt_at = ?,"
+        " updated_at = ?, payment_key = COALESCE(?, payment_key),"
+        " customer_id = COALESCE(?, customer_id) WHERE id = ?",
+        (
+            result.status.value,
+            result.reason,
+            result.next_attempt_at,
+            now,
+            result.payment_key,
+            result.customer_id,
+            result.inbox_id,
+        ),
+    )
+    if new and result.payment_key:
+        # Reversals held for this payment's credit can go now.
+        conn.execute(
+            "UPDATE inbox SET next_attempt_at = ? WHERE status = 'pending' AND payment_key = ?"
+            " AND id != ?",
+            (now, result.payment_key, result.inbox_id),
+        )
+    return new
+
+
+def _record_delivery(conn: sqlite3.Connection, outcome: DeliveryOutcome) -> None:
+    delivered_at = outcome.started_at if outcome.status is AdjustmentStatus.DELIVERED else None
+    conn.execute(
+        "UPDATE outbox SET status = ?, attempts = attempts + 1, next_attempt_at = ?,"
+        " lease_until = NULL, updated_at = ?, delivered_at = COALESCE(?, delivered_at),"
+        " last_status = ?, last_error = ? WHERE id = ?",
+        (
+            outcome.status.value,
+            outcome.next_attempt_at,
+            time.time(),
+            delivered_at,
+            outcome.status_code,
+            outcome.error,
+            outcome.outbox_id,
+        ),
+    )
+    conn.execute(
+        "INSERT INTO attempts (outbox_id, started_at, duration_ms, status_code, outcome, response)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            outcome.outbox_id,
+            outcome.started_at,
+            outcome.duration_ms,
+            outcome.status_code,
+            outcome.status.value,
+            (outcome.error or "")[:RESPONSE_KEEP],
+        ),
+    )
