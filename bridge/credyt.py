@@ -1,0 +1,112 @@
+"""The Credyt API client: async httpx, one pooled client, no retries of its own.
+
+Retries belong to the deliverer (the outbox is the retry queue). This module only
+sorts Credyt's answers: delivered, retry later (`CredytUnavailableError`), or refused
+(`CredytError`, kept for the operator).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from bridge.errors import CredytError, CredytUnavailableError
+
+# Answers that say "not now" rather than "no": retried with backoff. 401/403 are here
+# too: a wrong API key is fixed in the config, not by giving up on the payments.
+RETRYABLE_STATUS = frozenset({401, 403, 408, 425, 429}) | frozenset(range(500, 600))
+ERROR_KEEP = 2000
+
+
+@dataclass(frozen=True)
+class Delivered:
+    status_code: int
+    body: str
+    already_existed: bool
+
+
+class CredytClient:
+    def __init__(
+        self, base_url: str, api_key: str, *, timeout: float = 10.0, max_connections: int = 32
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"X-CREDYT-API-KEY": api_key, "User-Agent": "credyt-bridge"},
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def create_adjustment(self, customer_id: str, body: str) -> Delivered:
+        response = await self._send(
+            "POST",
+            f"/customers/{customer_id}/wallet/adjustments",
+            content=body.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        if response.status_code == 409:
+            return Delivered(409, response.text[:ERROR_KEEP], already_existed=True)
+        _raise_for_status(response)
+        return Delivered(response.status_code, response.text[:ERROR_KEEP], already_existed=False)
+
+    async def find_customer(self, external_id: str) -> str | None:
+        """The Credyt customer id whose external_id is `external_id`, or None."""
+        response = await self._send("GET", "/customers", params={"external_id": external_id})
+        _raise_for_status(response)
+        try:
+            items = response.json().get("items") or []
+        except ValueError as exc:
+            raise CredytUnavailableError(
+                "Credyt answered the customer lookup with non-JSON"
+            ) from exc
+        for item in items:
+            if isinstance(item, dict) and item.get("external_id") == external_id and item.get("id"):
+                return str(item["id"])
+        return None
+
+    async def _send(self, method: str, url: str, **kwargs: object) -> httpx.Response:
+        try:
+            return await self._client.request(method, url, **kwargs)  # type: ignore[arg-type]
+        except httpx.TimeoutException as exc:
+            raise CredytUnavailableError(
+                f"Credyt did not answer in time ({type(exc).__name__})"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise CredytUnavailableError(
+                f"Credyt could not be reached: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    code = response.status_code
+    if code < 300:
+        return
+    text = response.text[:ERROR_KEEP]
+    message = f"Credyt answered {code}" + (f": {text}" if text else "")
+    if code in RETRYABLE_STATUS:
+        raise CredytUnavailableError(
+            message, status_code=code, body=text, retry_after=parse_retry_after(response)
+        )
+    raise CredytError(message, status_code=code, body=text)
+
+
+def parse_retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

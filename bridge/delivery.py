@@ -1,0 +1,219 @@
+"""The deliverer: claims due outbox rows and sends them to Credyt, with retries.
+
+An async worker with a concurrency limit over one pooled httpx client. It wakes as
+soon as the processor records work (and polls once a second for rows another process
+put back), so delivery follows receipt within milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from bridge.config import DeliveryConfig
+from bridge.credyt import CredytClient
+from bridge.errors import CredytError, CredytUnavailableError
+from bridge.metrics import Metrics
+from bridge.records import AdjustmentStatus, DeliveryOutcome, OutboxRow
+from bridge.store import Store
+
+log = structlog.get_logger("bridge.delivery")
+
+POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When to try a failed delivery again, and when to give up (the row goes `dead`)."""
+
+    initial: float = 1.0  # seconds before the second attempt
+    multiplier: float = 2.0
+    maximum: float = 600.0  # no backoff step longer than this
+    jitter: float = 0.2  # +/- this fraction, so retries of a burst spread out
+    max_attempts: int = 30
+    max_age: float = 3 * 86400.0  # seconds since queued
+    retry_after_max: float = 3600.0  # a Retry-After longer than this is capped
+
+    @classmethod
+    def from_config(cls, config: DeliveryConfig) -> RetryPolicy:
+        return cls(
+            initial=config.backoff_initial,
+            maximum=config.backoff_max,
+            max_attempts=config.max_attempts,
+            max_age=config.max_age,
+            retry_after_max=config.retry_after_max,
+        )
+
+    def decide(
+        self, attempts: int, age: float, retry_after: float | None = None, rand: float = 0.5
+    ) -> float | None:
+        """Seconds until the next try after `attempts` failed ones, or None to give up.
+
+        `rand` in [0, 1) places the delay inside the jitter band (0.5: no jitter).
+        """
+        if attempts >= self.max_attempts:
+            return None
+        delay = min(self.maximum, self.initial * self.multiplier ** max(0, attempts - 1))
+        delay *= 1 + self.jitter * (2 * rand - 1)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.retry_after_max))
+        if age + delay > self.max_age:
+            return None
+        return delay
+
+
+class Deliverer:
+    def __init__(
+        self,
+        store: Store,
+        client: CredytClient,
+        policy: RetryPolicy,
+        *,
+        metrics: Metrics | None = None,
+        concurrency: int = 32,
+        lease: float = 60.0,
+    ) -> None:
+        self.metrics = metrics or Metrics()
+        self.store = store
+        self.client = client
+        self.policy = policy
+        self.concurrency = concurrency
+        self.lease = lease
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            free = self.concurrency - len(self._tasks)
+            claimed = 0
+            if free > 0:
+                rows = await self.store.claim_adjustments(time.time(), free, self.lease)
+                claimed = len(rows)
+                for row in rows:
+                    task = asyncio.create_task(self._deliver(row))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._done)
+            if claimed and claimed == free:
+                await self._wait(POLL_SECONDS)  # full: the next free slot wakes us
+            elif not claimed:
+                due = self.store.next_adjustment_due()
+                wait = (
+                    POLL_SECONDS
+                    if due is None
+                    else min(POLL_SECONDS, max(0.005, due - time.time()))
+                )
+                await self._wait(wait)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; let in-flight deliveries finish for up to `grace` seconds."""
+        self._stopping = True
+        self._wake.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()  # its lease expires and the row is delivered later
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+
+    async def _wait(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        bound = log.bind(
+            connector=row.connector, transaction_id=row.transaction_id, attempt=row.attempts + 1
+        )
+        started = time.time()
+        clock = time.perf_counter()
+        try:
+            answer = await self.client.create_adjustment(row.customer_id, row.body)
+        except CredytUnavailableError as exc:
+            outcome = self._retry_or_die(row, started, clock, exc)
+            if outcome.status is AdjustmentStatus.DEAD:
+                bound.error("delivery_dead", status_code=exc.status_code, error=str(exc))
+            else:
+                bound.warning(
+                    "delivery_retry_scheduled",
+                    status_code=exc.status_code,
+                    error=str(exc),
+                    retry_in=round((outcome.next_attempt_at or started) - started, 3),
+                )
+        except CredytError as exc:
+            outcome = DeliveryOutcome(
+                row.id,
+                AdjustmentStatus.DEAD,
+                started,
+                _ms(clock),
+                status_code=exc.status_code,
+                error=str(exc),
+            )
+            bound.error("delivery_refused", status_code=exc.status_code, error=str(exc))
+        else:
+            outcome = DeliveryOutcome(
+                row.id,
+                AdjustmentStatus.DELIVERED,
+                started,
+                _ms(clock),
+                status_code=answer.status_code,
+                error=answer.body if answer.already_existed else None,
+            )
+            bound.info(
+                "delivery_succeeded",
+                status_code=answer.status_code,
+                already_existed=answer.already_existed,
+            )
+        await self.store.record_delivery(outcome)
+        self._observe(row, outcome)
+
+    def _observe(self, row: OutboxRow, outcome: DeliveryOutcome) -> None:
+        if outcome.status is AdjustmentStatus.DELIVERED:
+            already = outcome.status_code == 409
+            self.metrics.deliveries.labels("already_existed" if already else "delivered").inc()
+            if row.received_at is not None:
+                self.metrics.receive_to_delivered.observe(time.time() - row.received_at)
+            if not already:
+                amount = float(row.amount)  # a monitoring figure; the ledger stays Decimal
+                direction = "credit" if amount >= 0 else "debit"
+                self.metrics.adjusted.labels(row.asset, direction).inc(abs(amount))
+        elif outcome.status is AdjustmentStatus.DEAD:
+            self.metrics.deliveries.labels("dead").inc()
+        else:
+            self.metrics.deliveries.labels("retry").inc()
+
+    def _retry_or_die(
+        self, row: OutboxRow, started: float, clock: float, exc: CredytUnavailableError
+    ) -> DeliveryOutcome:
+        delay = self.policy.decide(
+            row.attempts + 1, started - row.queued_at, exc.retry_after, random.random()
+        )
+        if delay is None:
+            status, next_at = AdjustmentStatus.DEAD, None
+            error = f"gave up after {row.attempts + 1} attempts: {exc}"
+        else:
+            status, next_at, error = AdjustmentStatus.PENDING, started + delay, str(exc)
+        return DeliveryOutcome(
+            row.id,
+            status,
+            started,
+            _ms(clock),
+            next_attempt_at=next_at,
+            status_code=exc.status_code,
+            error=error,
+        )
+
+
+def _ms(clock: float) -> float:
+    return round((time.perf_counter() - clock) * 1000, 3)

@@ -1,0 +1,135 @@
+"""Rules: which normalized events become which Credyt adjustments, and for how much.
+
+Pure functions of the event and the config, so a replay of a stored event gives the
+same adjustments and the same transaction ids (UUIDv5 of `psp:payment key:rule`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from bridge.config import ConnectorConfig, CreditSpec, Rule
+from bridge.events import Kind, PaymentEvent
+from bridge.money import encode_json, format_amount
+from bridge.records import NewAdjustment
+
+# The namespace of every transaction id the bridge derives. Never change it: the ids of
+# past adjustments, and so Credyt's idempotency across a wiped database, depend on it.
+TRANSACTION_NAMESPACE = uuid.UUID("3f0c6a4e-9a51-4c36-8f5e-0a8d9c2b7e11")
+
+PSP_TITLES = {"stripe": "Stripe", "paddle": "Paddle"}
+
+
+def transaction_id(psp: str, key: str, rule: str) -> str:
+    return str(uuid.uuid5(TRANSACTION_NAMESPACE, f"{psp}:{key}:{rule}"))
+
+
+def matching_rules(event: PaymentEvent, connector: ConnectorConfig) -> list[Rule]:
+    """The rules that apply: all of them, or the first, as `match:` says."""
+    wanted_action = "credit" if event.kind is Kind.PAYMENT else "reverse"
+    found = [
+        rule
+        for rule in connector.rules
+        if event.event_type in rule.on
+        and rule.action == wanted_action
+        and conditions_hold(rule, event)
+    ]
+    return found[:1] if connector.match == "first" else found
+
+
+def conditions_hold(rule: Rule, event: PaymentEvent) -> bool:
+    c = rule.when
+    checks = (
+        (c.billing_reason, (event.attributes.get("billing_reason"),)),
+        (c.origin, (event.attributes.get("origin"),)),
+        (c.currency, (event.currency,)),
+        (c.price_ids, event.price_ids),
+        (c.product_ids, event.product_ids),
+    )
+    for allowed, values in checks:
+        if allowed and not any(v in allowed for v in values if v is not None):
+            return False
+    if c.livemode is not None and event.livemode is not c.livemode:
+        return False
+    return all(event.metadata.get(k) == v for k, v in c.metadata.items())
+
+
+def credit_amount(spec: CreditSpec, event: PaymentEvent) -> Decimal:
+    if spec.amount is None:
+        base = event.amount
+    else:
+        base = spec.amount * (event.quantity if spec.per_unit else 1)
+    return base * spec.rate
+
+
+def build_credit(
+    rule: Rule, event: PaymentEvent, connector: ConnectorConfig, customer_id: str
+) -> NewAdjustment:
+    spec = rule.credit
+    assert spec is not None
+    asset = spec.asset or event.currency
+    amount = credit_amount(spec, event)
+    title = PSP_TITLES.get(event.psp, event.psp)
+    body: dict[str, Any] = {
+        "transaction_id": transaction_id(event.psp, event.payment_key, rule.name),
+        "account_name": spec.account,
+        "asset": asset,
+        "amount": amount,
+        "reason": spec.reason,
+        "description": spec.description or f"{title} payment {event.payment_key}",
+        "metadata": adjustment_metadata(rule, event, connector, spec.metadata),
+    }
+    expires_at = _expires_at(spec, event)
+    if expires_at is not None:
+        body["expires_at"] = expires_at
+    return NewAdjustment(
+        transaction_id=body["transaction_id"],
+        connector=connector.name,
+        rule=rule.name,
+        kind=Kind.PAYMENT.value,
+        payment_key=event.payment_key,
+        reversal_key=None,
+        customer_id=customer_id,
+        asset=asset,
+        account=spec.account,
+        amount=format_amount(amount),
+        payment_amount_minor=event.amount_minor,
+        body=encode_json(body),
+    )
+
+
+def proportional(original: Decimal, part_minor: int, whole_minor: int) -> Decimal:
+    """`original * part / whole`, exact where it can be, else rounded to the original's places."""
+    exact = original * Decimal(part_minor) / Decimal(whole_minor)
+    places = max(0, -original.as_tuple().exponent)  # type: ignore[operator]
+    return exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+
+
+def adjustment_metadata(
+    rule: Rule, event: PaymentEvent, connector: ConnectorConfig, extra: dict[str, str]
+) -> dict[str, str]:
+    metadata = {
+        "psp": event.psp,
+        "connector": connector.name,
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "rule": rule.name,
+    }
+    metadata.update(event.object_ids)
+    metadata.update(extra)
+    return metadata
+
+
+def _expires_at(spec: CreditSpec, event: PaymentEvent) -> str | None:
+    if spec.expires.kind == "period_end" and event.period_end is not None:
+        return _rfc3339(event.period_end)
+    if spec.expires.kind == "after" and event.occurred_at is not None:
+        return _rfc3339(event.occurred_at + timedelta(seconds=spec.expires.seconds))
+    return None
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
