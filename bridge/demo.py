@@ -1,0 +1,241 @@
+"""`credyt-bridge demo`: the whole flow on this machine, with no accounts and no network.
+
+Starts the Credyt sandbox and a bridge (on `config.example.yaml`, the embedded
+defaults) on free loopback ports, sends signed Stripe and Paddle webhooks (renewals,
+a top-up, a duplicate, the same invoice under another event, a refund, one Credyt
+failure that is retried), waits for every adjustment to be delivered, and prints the
+wallets and the outbox. Returns True when the balances are what the payments say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from bridge.config import load_config
+from bridge.records import AdjustmentStatus
+from bridge.report import outbox_table
+from bridge.sandbox import SandboxState, create_sandbox_app
+from bridge.servers import base_url, bind_socket, make_server
+from bridge.service import Bridge
+from connectors import paddle, stripe
+
+EXAMPLE_CONFIG = Path(__file__).with_name("config.example.yaml")
+STRIPE_SECRET = "whsec_demo_" + "0" * 24
+PADDLE_SECRET = "pdl_ntfset_demo_" + "0" * 24
+API_KEY = "key_sandbox_demo"
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    psp: str
+    event: dict[str, Any]
+    expect: str  # "accepted" | "duplicate"
+    before: Callable[[], None] | None = None
+
+
+def _steps(alice: str, bob: str, sandbox: SandboxState) -> list[Step]:
+    now = int(time.time())
+    renewal = stripe.sample_event(
+        "invoice.paid",
+        event_id="evt_demo_renewal",
+        object_id="in_demo_renewal",
+        customer=alice,
+        amount_minor=4999,
+        currency="usd",
+        created=now,
+    )
+    same_invoice = stripe.sample_event(
+        "invoice.payment_succeeded",
+        event_id="evt_demo_renewal_attempt",
+        object_id="in_demo_renewal",
+        customer=alice,
+        amount_minor=4999,
+        currency="usd",
+        created=now,
+    )
+    by_lookup = stripe.sample_event(
+        "invoice.paid",
+        event_id="evt_demo_yen",
+        object_id="in_demo_yen",
+        psp_customer="cus_demo_bob",
+        amount_minor=1500,
+        currency="jpy",
+        created=now,
+        api_version="2020-08-27",
+    )
+    retried = stripe.sample_event(
+        "invoice.paid",
+        event_id="evt_demo_retried",
+        object_id="in_demo_retried",
+        customer=alice,
+        amount_minor=1000,
+        currency="usd",
+        created=now,
+    )
+    paddle_payment = paddle.sample_event(
+        "transaction.completed",
+        event_id="evt_demo_txn",
+        object_id="txn_demo_topup",
+        customer=bob,
+        amount_minor=3000,
+        currency="EUR",
+        origin="web",
+        created=now,
+    )
+    paddle_refund = paddle.sample_event(
+        "adjustment.updated",
+        event_id="evt_demo_refund",
+        object_id="adj_demo_refund",
+        transaction_id="txn_demo_topup",
+        customer=bob,
+        amount_minor=1000,
+        currency="EUR",
+        action="refund",
+        status="approved",
+        created=now,
+    )
+    return [
+        Step("Stripe renewal, invoice.paid, USD 49.99", "stripe", renewal, "accepted"),
+        Step("the same delivery again (a Stripe retry)", "stripe", renewal, "duplicate"),
+        Step("the same invoice as invoice.payment_succeeded", "stripe", same_invoice, "accepted"),
+        Step("Stripe JPY 1500, customer found by external_id", "stripe", by_lookup, "accepted"),
+        Step(
+            "Stripe USD 10.00 while Credyt fails once (500)",
+            "stripe",
+            retried,
+            "accepted",
+            before=lambda: sandbox.inject(fail_next=1, only="adjustments"),
+        ),
+        Step(
+            "Paddle top-up, transaction.completed, EUR 30.00", "paddle", paddle_payment, "accepted"
+        ),
+        Step(
+            "Paddle refund of EUR 10.00, adjustment approved", "paddle", paddle_refund, "accepted"
+        ),
+    ]
+
+
+async def run_demo(*, keep: bool = False) -> bool:
+    folder = tempfile.mkdtemp(prefix="credyt-bridge-demo-")
+    try:
+        return await _run(folder)
+    finally:
+        if keep:
+            click.echo(f"\nkept: {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _run(folder: str) -> bool:
+    sandbox = SandboxState()
+    alice = sandbox.add_customer(external_id="user_alice", name="Alice")
+    bob = sandbox.add_customer(external_id="cus_demo_bob", name="Bob")
+    sandbox_sock = bind_socket()
+    bridge_sock = bind_socket()
+    sandbox_server = make_server(create_sandbox_app(sandbox, api_key=API_KEY))
+    environ = {
+        "CREDYT_API_URL": base_url(sandbox_sock),
+        "CREDYT_API_KEY": API_KEY,
+        "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
+        "PADDLE_WEBHOOK_SECRET": PADDLE_SECRET,
+        "BRIDGE_DATABASE": os.path.join(folder, "bridge.db"),
+    }
+    config = load_config(EXAMPLE_CONFIG, environ)
+    bridge = Bridge(config)
+    bridge_server = make_server(bridge.app)
+    bridge_server.config.timeout_graceful_shutdown = 5
+    click.echo(f"Credyt sandbox: {base_url(sandbox_sock)}   bridge: {base_url(bridge_sock)}")
+    click.echo(
+        f"config: {EXAMPLE_CONFIG.name} (embedded defaults), "
+        f"database: {environ['BRIDGE_DATABASE']}\n"
+    )
+    servers = [
+        asyncio.create_task(sandbox_server.serve(sockets=[sandbox_sock])),
+        asyncio.create_task(bridge_server.serve(sockets=[bridge_sock])),
+    ]
+    try:
+        await _until(lambda: sandbox_server.started and bridge_server.started, 10)
+        ok = await _send_all(base_url(bridge_sock), _steps(alice, bob, sandbox))
+        delivered = await _until_delivered(bridge, 30)
+        ok = ok and delivered
+        click.echo("\nOutbox:")
+        click.echo(outbox_table(list(reversed(bridge.store.list_adjustments()))))
+        ok = _print_balances(sandbox, alice, bob) and ok
+    finally:
+        bridge_server.should_exit = True
+        sandbox_server.should_exit = True
+        await asyncio.gather(*servers, return_exceptions=True)
+    click.echo("\ndemo " + ("passed" if ok else "FAILED"))
+    return ok
+
+
+async def _send_all(url: str, steps: list[Step]) -> bool:
+    ok = True
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        for number, step in enumerate(steps, 1):
+            if step.before is not None:
+                step.before()
+            body = json.dumps(step.event).encode()
+            module = stripe if step.psp == "stripe" else paddle
+            secret = STRIPE_SECRET if step.psp == "stripe" else PADDLE_SECRET
+            response = await client.post(
+                f"/webhooks/{step.psp}", content=body, headers=module.sign(body, secret)
+            )
+            status = response.json().get("status") if response.status_code == 200 else None
+            mark = "ok" if status == step.expect else "UNEXPECTED"
+            ok = ok and status == step.expect
+            click.echo(f"{number}. {step.title:<52} -> {response.status_code} {status}  [{mark}]")
+            await asyncio.sleep(0.2)  # let each step show its effect in order
+    return ok
+
+
+async def _until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def _until_delivered(bridge: Bridge, timeout: float) -> bool:
+    def settled() -> bool:
+        counts = bridge.store.counts()
+        return not counts["events"].get("pending") and not counts["adjustments"].get("pending")
+
+    done = await _until(settled, timeout)
+    if not done:
+        click.echo("timed out waiting for the outbox to drain")
+    return done and all(
+        row.status is AdjustmentStatus.DELIVERED for row in bridge.store.list_adjustments()
+    )
+
+
+def _print_balances(sandbox: SandboxState, alice: str, bob: str) -> bool:
+    expected = {
+        (alice, "USD"): Decimal("59.99"),  # 49.99 once, despite 3 deliveries, + 10.00 retried
+        (bob, "JPY"): Decimal("1500"),
+        (bob, "EUR"): Decimal("20.00"),  # 30.00 - 10.00 refunded
+    }
+    click.echo("\nWallets at the Credyt sandbox:")
+    ok = True
+    for (customer, asset), want in expected.items():
+        have = sandbox.balance(customer, asset)
+        mark = "ok" if have == want else f"expected {want}"
+        ok = ok and have == want
+        click.echo(f"  {customer}  {asset}  {have:>10}   [{mark}]")
+    return ok

@@ -1,0 +1,75 @@
+"""Prometheus metrics, one registry per bridge so tests can run several side by side."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.webhooks = Counter(
+            "bridge_webhooks",
+            "Webhooks received, by connector and outcome "
+            "(accepted, duplicate, rejected, too_large, unknown_connector, store_error).",
+            ["connector", "outcome"],
+            registry=r,
+        )
+        self.signature_failures = Counter(
+            "bridge_signature_failures",
+            "Webhooks refused for their signature, by reason "
+            "(missing, malformed, mismatch, stale).",
+            ["connector", "reason"],
+            registry=r,
+        )
+        self.events_processed = Counter(
+            "bridge_events_processed",
+            "Stored events processed, by final status.",
+            ["connector", "status"],
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "bridge_deliveries",
+            "Delivery attempts to Credyt, by result (delivered, already_existed, retry, dead).",
+            ["result"],
+            registry=r,
+        )
+        self.adjusted = Counter(
+            "bridge_adjusted_amount",
+            "Sum of delivered adjustment amounts in major units, by "
+            "asset and direction (credit, debit); a monitoring figure, not the ledger.",
+            ["asset", "direction"],
+            registry=r,
+        )
+        self.outbox_depth = Gauge(
+            "bridge_outbox_adjustments",
+            "Adjustments in the outbox, by status.",
+            ["status"],
+            registry=r,
+        )
+        self.inbox_depth = Gauge(
+            "bridge_inbox_events",
+            "Events in the inbox, by status.",
+            ["status"],
+            registry=r,
+        )
+        self.oldest_pending = Gauge(
+            "bridge_oldest_pending_adjustment_seconds",
+            "Age of the oldest adjustment not yet delivered (0 when none).",
+            registry=r,
+        )
+        self.receive_to_stored = Histogram(
+            "bridge_receive_to_stored_seconds",
+            "From a webhook's arrival to its durable storage.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.receive_to_delivered = Histogram(
+            "bridge_receive_to_delivered_seconds",
+            "From a webhook's arrival to Credyt's answer for its adjustment.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )

@@ -1,0 +1,94 @@
+"""Producing signed test webhooks, as a PSP would send them (`credyt-bridge send`, the demo)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import httpx
+
+from bridge.errors import BridgeError
+from bridge.money import paddle_exponent, stripe_exponent
+
+# The id prefix of the object each event type carries, per PSP.
+OBJECT_PREFIXES = {
+    "stripe": {
+        "invoice.": "in_",
+        "invoice_payment.": "inpay_",
+        "payment_intent.": "pi_",
+        "checkout.session.": "cs_",
+        "refund.": "re_",
+        "charge.dispute.": "dp_",
+        "charge.": "ch_",
+    },
+    "paddle": {"transaction.": "txn_", "adjustment.": "adj_"},
+}
+EXPONENTS = {"stripe": stripe_exponent, "paddle": paddle_exponent}
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    psp: str
+    event_type: str
+    url: str
+    secret: str
+    customer: str | None = None  # Credyt customer id, put in the payment's metadata
+    psp_customer: str | None = None
+    amount: str = "20.00"  # major units
+    currency: str = "USD"
+    event_id: str | None = None
+    object_id: str | None = None
+    payment: str | None = None  # for reversals: the payment they reverse
+
+
+def new_id(prefix: str) -> str:
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(24))
+
+
+def minor_units(amount: str, psp: str, currency: str) -> int:
+    try:
+        value = Decimal(amount).scaleb(EXPONENTS[psp](currency))
+    except InvalidOperation as exc:
+        raise BridgeError(f"--amount {amount!r} is not a decimal number") from exc
+    if value != value.to_integral_value():
+        raise BridgeError(f"--amount {amount} has more decimals than {currency.upper()} allows")
+    return int(value)
+
+
+def build_webhook(req: SendRequest) -> tuple[bytes, dict[str, str]]:
+    module: Any = importlib.import_module(f"connectors.{req.psp}")
+    prefix = next(
+        (p for start, p in OBJECT_PREFIXES[req.psp].items() if req.event_type.startswith(start)),
+        "obj_",
+    )
+    kwargs: dict[str, Any] = {
+        "event_id": req.event_id or new_id("evt_"),
+        "object_id": req.object_id or new_id(prefix),
+        "customer": req.customer,
+        "amount_minor": minor_units(req.amount, req.psp, req.currency),
+        "currency": req.currency.lower() if req.psp == "stripe" else req.currency.upper(),
+    }
+    if req.psp_customer:
+        kwargs["psp_customer"] = req.psp_customer
+    if req.payment:
+        kwargs["transaction_id" if req.psp == "paddle" else "payment"] = req.payment
+    try:
+        event = module.sample_event(req.event_type, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise BridgeError(str(exc)) from exc
+    body = json.dumps(event).encode()
+    return body, module.sign(body, req.secret)
+
+
+def send_webhook(req: SendRequest, timeout: float = 10.0) -> tuple[int, str]:
+    body, headers = build_webhook(req)
+    try:
+        response = httpx.post(req.url, content=body, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise BridgeError(f"could not reach {req.url}: {exc}") from exc
+    return response.status_code, response.text
