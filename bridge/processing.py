@@ -69,43 +69,67 @@ class Processor:
         self.on_adjustments = on_adjustments
         self._wake = asyncio.Event()
         self._stopping = False
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
         self._batch = batch
         self._in_flight: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
         self._wake.set()
 
-    def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-
     async def run(self) -> None:
+        """One task per due event, at most `concurrency` at once: a slow customer lookup
+        holds up no other event."""
         while not self._stopping:
             self._wake.clear()
-            rows = [
-                r
-                for r in self.store.due_events(time.time(), self._batch)
-                if r.id not in self._in_flight
-            ]
-            if rows:
-                await asyncio.gather(*(self._guarded(row) for row in rows))
-                continue
-            await self._sleep_until_due()
+            free = self._concurrency - len(self._in_flight)
+            started = 0
+            if free > 0:
+                due = self.store.due_events(
+                    time.time(), min(self._batch, free + len(self._in_flight))
+                )
+                for row in due:
+                    if started == free:
+                        break
+                    if row.id not in self._in_flight:
+                        self._start(row)
+                        started += 1
+            if started and started < free:
+                continue  # there may be more due right now
+            if self._in_flight:
+                await self._wait(1.0)  # a finishing task wakes us
+            else:
+                due_at = self.store.next_event_due()
+                await self._wait(
+                    1.0 if due_at is None else min(1.0, max(0.01, due_at - time.time()))
+                )
 
-    async def _sleep_until_due(self) -> None:
-        due = self.store.next_event_due()
-        timeout = 1.0 if due is None else min(1.0, max(0.01, due - time.time()))
+    async def stop(self, grace: float = 5.0) -> None:
+        """Start nothing new; give events being processed `grace` seconds to finish."""
+        self._stopping = True
+        self._wake.set()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace)
+
+    def _start(self, row: InboxRow) -> None:
+        self._in_flight.add(row.id)
+        task = asyncio.create_task(self._guarded(row))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+
+    async def _wait(self, timeout: float) -> None:
         try:
             await asyncio.wait_for(self._wake.wait(), timeout)
         except TimeoutError:
             pass
 
     async def _guarded(self, row: InboxRow) -> None:
-        self._in_flight.add(row.id)
         try:
-            async with self._semaphore:
-                await self.handle(row)
+            await self.handle(row)
         except Exception:  # never let one event stop the processor; it stays pending
             log.exception(
                 "event_processing_crashed", event_id=row.event_id, connector=row.connector

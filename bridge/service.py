@@ -99,7 +99,7 @@ class Bridge:
         try:
             yield
         finally:
-            self.processor.stop()
+            await self.processor.stop(SHUTDOWN_GRACE / 2)
             await self.deliverer.stop(SHUTDOWN_GRACE)
             for task in workers:
                 task.cancel()
