@@ -55,6 +55,10 @@ def minor_units(amount: str, psp: str, currency: str) -> int:
         value = Decimal(amount).scaleb(EXPONENTS[psp](currency))
     except InvalidOperation as exc:
         raise BridgeError(f"--amount {amount!r} is not a decimal number") from exc
+    if not value.is_finite():
+        raise BridgeError(f"--amount {amount!r} is not a finite amount")
+    if value < 0:
+        raise BridgeError(f"--amount {amount} is negative; PSPs send refunds as their own events")
     if value != value.to_integral_value():
         raise BridgeError(f"--amount {amount} has more decimals than {currency.upper()} allows")
     return int(value)

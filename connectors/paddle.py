@@ -320,7 +320,10 @@ def sample_event(
         )
     elif event_type in ("adjustment.created", "adjustment.updated"):
         if not transaction_id:
-            raise ValueError(f"a {event_type} sample needs the transaction_id it adjusts")
+            raise ValueError(
+                f"an {event_type} sample needs the transaction_id it adjusts "
+                "(credyt-bridge send: --payment txn_...)"
+            )
         data = {
             "id": object_id,
             "action": action,

@@ -555,7 +555,13 @@ def test_approved_adjustment_kinds(action: str, kind: Kind) -> None:
 
 @pytest.mark.parametrize(
     "action",
-    ["credit", "credit_reverse", "chargeback_warning", "chargeback_warning_reverse", "something_new"],
+    [
+        "credit",
+        "credit_reverse",
+        "chargeback_warning",
+        "chargeback_warning_reverse",
+        "something_new",
+    ],
 )
 def test_adjustments_that_return_no_money_are_ignored(action: str) -> None:
     data = load("adjustment.updated.data.json")
