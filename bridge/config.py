@@ -126,6 +126,9 @@ class ConnectorConfig:
     customer_metadata_key: str = "credyt_customer_id"
     match: str = "first"
     rules: tuple[Rule, ...] = ()
+    # For `credyt-bridge backfill`: the PSP's API key and, for tests or a proxy, its base URL.
+    api_key: str | None = None
+    api_base: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ class DeliveryConfig:
     backoff_initial: float = 1.0
     backoff_max: float = 600.0
     retry_after_max: float = 3600.0
+    breaker_threshold: int = 5  # consecutive Credyt failures that open the circuit breaker
+    breaker_cooldown: float = 1.0  # first pause before a probe; doubles up to 30 s
 
 
 @dataclass(frozen=True)
@@ -218,7 +223,15 @@ def _credyt(section: Section) -> CredytConfig:
 
 
 def _delivery(section: Section) -> DeliveryConfig:
-    section.only("max_attempts", "max_age", "backoff_initial", "backoff_max", "retry_after_max")
+    section.only(
+        "max_attempts",
+        "max_age",
+        "backoff_initial",
+        "backoff_max",
+        "retry_after_max",
+        "breaker_threshold",
+        "breaker_cooldown",
+    )
     d = DeliveryConfig()
     return DeliveryConfig(
         max_attempts=section.whole("max_attempts", d.max_attempts, minimum=1),
@@ -226,6 +239,9 @@ def _delivery(section: Section) -> DeliveryConfig:
         backoff_initial=section.duration("backoff_initial", d.backoff_initial) or d.backoff_initial,
         backoff_max=section.duration("backoff_max", d.backoff_max) or d.backoff_max,
         retry_after_max=section.duration("retry_after_max", d.retry_after_max) or d.retry_after_max,
+        breaker_threshold=section.whole("breaker_threshold", d.breaker_threshold, minimum=1),
+        breaker_cooldown=section.duration("breaker_cooldown", d.breaker_cooldown)
+        or d.breaker_cooldown,
     )
 
 
@@ -243,7 +259,17 @@ def _server(section: Section) -> ServerConfig:
 def _connector(name: str, section: Section) -> ConnectorConfig:
     from connectors import connector_types, known_event_types
 
-    section.only("type", "secrets", "tolerance", "mode", "customer_metadata_key", "match", "rules")
+    section.only(
+        "type",
+        "secrets",
+        "tolerance",
+        "mode",
+        "customer_metadata_key",
+        "match",
+        "rules",
+        "api_key",
+        "api_base",
+    )
     if not _CONNECTOR_NAME.match(name):
         section.error(
             None, "connector names are lower-case letters, digits, - and _ (used in URLs)"
@@ -262,8 +288,9 @@ def _connector(name: str, section: Section) -> ConnectorConfig:
     names = [rule.name for rule in rules]
     for index, rule_name in enumerate(names):
         if names.index(rule_name) != index:
-            section.error(
-                "rules", f"two rules are named {rule_name!r}; rule names key the adjustments"
+            section.source.error(
+                (*section.path, "rules", index, "name"),
+                f"two rules are named {rule_name!r}; rule names key the adjustments",
             )
     tolerance = section.duration("tolerance", DEFAULT_TOLERANCE.get(kind, 300.0))
     return ConnectorConfig(
@@ -276,7 +303,16 @@ def _connector(name: str, section: Section) -> ConnectorConfig:
         or "credyt_customer_id",
         match=section.choice("match", MATCH, "first"),
         rules=rules,
+        api_key=section.text("api_key") or None,
+        api_base=_api_base(section),
     )
+
+
+def _api_base(section: Section) -> str | None:
+    value = section.text("api_base") or None
+    if value is not None and not value.startswith(("http://", "https://")):
+        section.error("api_base", f"must be an http(s) URL, got {value!r}")
+    return value.rstrip("/") if value else None
 
 
 def _rule(section: Section, kind: str, events: frozenset[str]) -> Rule:
@@ -341,7 +377,7 @@ def _credit(section: Section) -> CreditSpec:
         if amount is not None and amount <= 0:
             section.error("amount", "a fixed credit must be positive")
     per_unit = bool(section.flag("per_unit", False))
-    if per_unit and amount is None:
+    if per_unit and raw_amount == "paid":
         section.error("per_unit", "per_unit needs a fixed amount")
     rate = section.decimal("rate", Decimal(1)) or Decimal(1)
     if rate <= 0:

@@ -61,6 +61,11 @@ class Metrics:
             "Age of the oldest adjustment not yet delivered (0 when none).",
             registry=r,
         )
+        self.breaker_open = Gauge(
+            "bridge_breaker_open",
+            "1 while the delivery circuit breaker is open (Credyt failing; probing), else 0.",
+            registry=r,
+        )
         self.receive_to_stored = Histogram(
             "bridge_receive_to_stored_seconds",
             "From a webhook's arrival to its durable storage.",

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -21,8 +22,9 @@ import structlog
 
 from bridge.config import ConnectorConfig, Rule
 from bridge.customers import CustomerResolver
-from bridge.errors import CredytUnavailableError, EventError
+from bridge.errors import CredytUnavailableError, EventError, StoreError
 from bridge.events import Ignored, Kind, PaymentEvent, Waiting
+from bridge.metrics import Metrics
 from bridge.money import encode_json, format_amount
 from bridge.records import EventStatus, InboxRow, NewAdjustment, OutboxRow, ProcessingResult
 from bridge.rules import (
@@ -33,13 +35,17 @@ from bridge.rules import (
     proportional,
     transaction_id,
 )
-from bridge.store import Store
+from bridge.store import EventClaims, PaymentLinks, Store
 from connectors import Connector
 
 log = structlog.get_logger("bridge.processing")
 
 RETRY_INITIAL = 2.0  # seconds before an event that could not be processed yet is tried again
 RETRY_MAX = 600.0
+STORE_RETRY = 1.0  # seconds before an event whose outcome could not be stored is tried again
+# How long a payment event that names no customer (Stripe invoice_payment.paid) waits
+# for another event of the same payment to credit it, before it is failed.
+CUSTOMER_HOLD = 7 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -62,8 +68,11 @@ class Processor:
         on_adjustments: Callable[[], None] = lambda: None,
         concurrency: int = 16,
         batch: int = 500,
+        metrics: Metrics | None = None,
+        lease: float = 60.0,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.connectors = connectors
         self.resolver = resolver
         self.on_adjustments = on_adjustments
@@ -71,8 +80,14 @@ class Processor:
         self._stopping = False
         self._concurrency = concurrency
         self._batch = batch
+        self.lease = lease  # how long a claimed event is hidden from other replicas
         self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # One lock per payment id: events of one payment are applied one after the other
+        # (a cumulative refund or a `match: first` check reads what the last one recorded).
+        self._payment_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     def wake(self) -> None:
         self._wake.set()
@@ -85,9 +100,7 @@ class Processor:
             free = self._concurrency - len(self._in_flight)
             started = 0
             if free > 0:
-                due = self.store.due_events(
-                    time.time(), min(self._batch, free + len(self._in_flight))
-                )
+                due = await self._due_rows(free)
                 for row in due:
                     if started == free:
                         break
@@ -103,6 +116,18 @@ class Processor:
                 await self._wait(
                     1.0 if due_at is None else min(1.0, max(0.01, due_at - time.time()))
                 )
+
+    async def _due_rows(self, free: int) -> list[InboxRow]:
+        if isinstance(self.store, EventClaims):
+            # A store shared by replicas: lease only what this one starts now; the other
+            # replicas take the rest, and a crash hides nothing longer than the lease.
+            try:
+                return await self.store.claim_events(time.time(), free, self.lease)
+            except StoreError as exc:  # e.g. a database failover: keep the worker, poll again
+                log.warning("event_claim_failed", error=str(exc))
+                await self._wait(1.0)
+                return []
+        return self.store.due_events(time.time(), min(self._batch, free + len(self._in_flight)))
 
     async def stop(self, grace: float = 5.0) -> None:
         """Start nothing new; give events being processed `grace` seconds to finish."""
@@ -130,6 +155,14 @@ class Processor:
     async def _guarded(self, row: InboxRow) -> None:
         try:
             await self.handle(row)
+        except StoreError as exc:  # e.g. a full disk: it stays pending, tried again later
+            log.warning(
+                "event_record_failed",
+                event_id=row.event_id,
+                connector=row.connector,
+                error=str(exc),
+            )
+            await asyncio.sleep(STORE_RETRY)  # held in flight meanwhile, so no busy loop
         except Exception:  # never let one event stop the processor; it stays pending
             log.exception(
                 "event_processing_crashed", event_id=row.event_id, connector=row.connector
@@ -139,8 +172,20 @@ class Processor:
 
     async def handle(self, row: InboxRow) -> ProcessingResult:
         """Process one stored event and record the outcome."""
-        result = await self.process(row)
+        held: list[asyncio.Lock] = []
+        try:
+            result = await self.process(row, held=held)
+            await self.record(row, result)
+        finally:
+            for lock in reversed(held):
+                lock.release()
+        return result
+
+    async def record(self, row: InboxRow, result: ProcessingResult) -> int:
+        """Record what `process` made of `row`; returns how many adjustments were new."""
         new = await self.store.record_processing(result, time.time())
+        if self.metrics is not None:
+            self.metrics.events_processed.labels(row.connector, result.status.value).inc()
         log.info(
             "event_" + result.status.value,
             connector=row.connector,
@@ -152,10 +197,15 @@ class Processor:
         )
         if new:
             self.on_adjustments()
-        return result
+        return new
 
-    async def process(self, row: InboxRow) -> ProcessingResult:
-        """What the current rules make of a stored event. Records nothing."""
+    async def process(
+        self, row: InboxRow, *, held: list[asyncio.Lock] | None = None
+    ) -> ProcessingResult:
+        """What the current rules make of a stored event. Records nothing.
+
+        `held` (from `handle`): lock the payment's ids until the caller has recorded the
+        result, and append the locks taken for the caller to release."""
         runtime = self.connectors.get(row.connector)
         if runtime is None:
             return _failed(row, f"connector {row.connector!r} is not in the config any more")
@@ -166,7 +216,14 @@ class Processor:
                 return ProcessingResult(row.id, EventStatus.IGNORED, normalized.reason)
             if isinstance(normalized, Waiting):
                 return _later(row, normalized.reason)
-            return await self._apply_rules(row, normalized, runtime.config)
+            if held is not None:
+                await self._lock_payment(normalized, held)
+            result = await self._apply_rules(row, normalized, runtime.config)
+            return replace(
+                result,
+                payment_key=result.payment_key or normalized.payment_key,
+                payment_ids=normalized.payment_ids,
+            )
         except CredytUnavailableError as exc:
             return _later(row, f"Credyt unavailable for the customer lookup: {exc}")
         except EventError as exc:
@@ -185,20 +242,117 @@ class Processor:
                 f"no rule of connector {config.name} matches this {event.event_type}",
                 payment_key=event.payment_key,
             )
+        recorded = self._recorded_for(event)
         if event.kind is Kind.PAYMENT:
+            return await self._credit(row, event, config, rules, recorded)
+        covering = next(
+            (r for r in config.rules if r.reverse and set(r.on) & set(event.covered_by)), None
+        )
+        if event.cumulative and covering is not None:
+            return ProcessingResult(
+                row.id,
+                EventStatus.IGNORED,
+                f"{event.event_type} reports refunds cumulatively and rule {covering.name} "
+                f"debits them one by one ({', '.join(event.covered_by)}): not applied twice",
+                payment_key=event.payment_key,
+            )
+        return await self._reverse(row, event, config, rules, recorded)
+
+    async def _lock_payment(self, event: PaymentEvent, held: list[asyncio.Lock]) -> None:
+        for key in sorted({event.payment_key, *event.payment_ids}):  # one order: no deadlock
+            lock = self._payment_locks.get(key)
+            if lock is None:
+                lock = self._payment_locks[key] = asyncio.Lock()
+            await lock.acquire()
+            held.append(lock)
+
+    def _recorded_for(self, event: PaymentEvent) -> list[OutboxRow]:
+        """Every adjustment recorded for the payment, under any of its ids or linked keys."""
+        keys = {event.payment_key, *event.payment_ids}
+        if isinstance(self.store, PaymentLinks):
+            keys.update(self.store.linked_payment_keys(sorted(keys)))
+        rows = {a.id: a for key in sorted(keys) for a in self.store.adjustments_for_payment(key)}
+        return [rows[i] for i in sorted(rows)]
+
+    async def _credit(
+        self,
+        row: InboxRow,
+        event: PaymentEvent,
+        config: ConnectorConfig,
+        rules: list[Rule],
+        recorded: list[OutboxRow],
+    ) -> ProcessingResult:
+        """Credit a payment once: per rule (`match: all`) or once in all (`match: first`),
+        whichever of the payment's events and ids it arrives under."""
+        credits = [a for a in recorded if a.kind == Kind.PAYMENT.value]
+        if config.match == "first":
+            other = [
+                a for a in credits if (a.rule, a.payment_key) != (rules[0].name, event.payment_key)
+            ]
+            if other and len(other) == len(credits):
+                return ProcessingResult(
+                    row.id,
+                    EventStatus.IGNORED,
+                    f"payment already credited by rule {other[0].rule} as "
+                    f"{other[0].payment_key} (match: first credits a payment once)",
+                    payment_key=event.payment_key,
+                )
+        else:
+            rules = [
+                r
+                for r in rules
+                if not any(a.rule == r.name and a.payment_key != event.payment_key for a in credits)
+            ]
+            if not rules:
+                return ProcessingResult(
+                    row.id,
+                    EventStatus.IGNORED,
+                    f"every matching rule already credited this payment as "
+                    f"{credits[0].payment_key}",
+                    payment_key=event.payment_key,
+                )
+        if event.customer_hint or event.psp_customer_id:
             customer = await self.resolver.resolve(event, config.customer_metadata_key)
-            adjustments = tuple(build_credit(rule, event, config, customer) for rule in rules)
-            return _processed(row, event, customer, adjustments)
-        return await self._reverse(row, event, config, rules)
+        elif credits:
+            customer = credits[0].customer_id
+        elif time.time() - row.received_at < CUSTOMER_HOLD:
+            return _later(
+                row,
+                f"held: {event.event_type} names no customer; waiting for another event of "
+                f"payment {event.payment_key} (e.g. invoice.paid) to credit it",
+                payment_key=event.payment_key,
+            )
+        else:
+            return _failed(
+                row,
+                f"{event.event_type} names no customer and no other event of payment "
+                f"{event.payment_key} credited it within {CUSTOMER_HOLD:g}s",
+            )
+        adjustments = tuple(build_credit(rule, event, config, customer) for rule in rules)
+        return _processed(row, event, customer, adjustments)
 
     async def _reverse(
-        self, row: InboxRow, event: PaymentEvent, config: ConnectorConfig, rules: list[Rule]
+        self,
+        row: InboxRow,
+        event: PaymentEvent,
+        config: ConnectorConfig,
+        rules: list[Rule],
+        recorded: list[OutboxRow],
     ) -> ProcessingResult:
         """A refund, chargeback or its reinstatement, against the payment's own credits."""
-        recorded = self.store.adjustments_for_payment(event.payment_key)
         credits = [a for a in recorded if a.kind == Kind.PAYMENT.value]
         if not credits:
             return await self._reverse_unknown(row, event, config, rules[0])
+        if any(a.reversal_key == _reversal_key(event, "unknown") for a in recorded):
+            # Applied before the credit was known (unknown_original: debit), under another
+            # key: a replay or a later event of the same refund must not apply it again.
+            return ProcessingResult(
+                row.id,
+                EventStatus.IGNORED,
+                f"{event.reversal_key or event.event_id} was already applied before the bridge "
+                f"had a credit for payment {event.payment_key}",
+                payment_key=event.payment_key,
+            )
         adjustments = []
         for rule in rules:
             for credit in credits:
@@ -238,7 +392,11 @@ class Processor:
         adjustment = _new_reversal(
             body, rule, event, config, customer, event.currency, "default", amount
         )
-        return _processed(row, event, customer, (adjustment,))
+        return replace(
+            _processed(row, event, customer, (adjustment,)),
+            reason=f"{what}; rule {rule.name} {'debits' if sign < 0 else 'credits back'} "
+            f"{event.currency} {event.amount} without it (unknown_original: debit)",
+        )
 
 
 def _reversal_of(
@@ -260,6 +418,7 @@ def _reversal_of(
                 Decimal(a.amount)
                 for a in recorded
                 if a.kind == Kind.REVERSAL.value
+                and (a.reversal_key or "").startswith(f"{event.reversal_key}:")
                 and a.body
                 and f'"{credit.transaction_id}"' in a.body
             ),
@@ -268,8 +427,8 @@ def _reversal_of(
         amount = (target - done) * sign
     else:
         amount = proportional(original, event.amount_minor, credit.payment_amount_minor) * sign
-    if amount == 0:
-        return None
+    if amount == 0 or (amount > 0) != (sign > 0):
+        return None  # nothing new; never turn a reversal into its opposite
     body = _reversal_body(rule, event, config, credit.asset, credit.account, amount, credit.rule)
     body["metadata"]["original_transaction_id"] = credit.transaction_id
     return _new_reversal(
@@ -282,6 +441,7 @@ def _reversal_of(
         credit.account,
         amount,
         original_rule=credit.rule,
+        payment_key=credit.payment_key,
     )
 
 
@@ -329,13 +489,14 @@ def _new_reversal(
     amount: Decimal,
     *,
     original_rule: str = "unknown",
+    payment_key: str | None = None,
 ) -> NewAdjustment:
     return NewAdjustment(
         transaction_id=body["transaction_id"],
         connector=config.name,
         rule=rule.name,
         kind=event.kind.value,
-        payment_key=event.payment_key,
+        payment_key=payment_key or event.payment_key,
         reversal_key=_reversal_key(event, original_rule),
         customer_id=customer,
         asset=asset,

@@ -14,19 +14,26 @@ from contextlib import asynccontextmanager
 
 import structlog
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from bridge.app import create_app
+from bridge.breaker import CircuitBreaker
 from bridge.config import Config, ConnectorConfig
 from bridge.credyt import CredytClient
 from bridge.customers import CustomerResolver
 from bridge.delivery import Deliverer, RetryPolicy
 from bridge.metrics import Metrics
 from bridge.processing import ConnectorRuntime, Processor
-from bridge.store import Store, open_store
+from bridge.records import AdjustmentStatus, EventStatus
+from bridge.store import ChangeFeed, Store, open_store, redact_database
 from connectors import Connector, connector_types
 
 log = structlog.get_logger("bridge.service")
 
+# Stopping (SIGTERM / SIGINT): the HTTP server first stops accepting and gives requests in
+# progress up to HTTP_DRAIN seconds, then the workers get SHUTDOWN_GRACE seconds between
+# them. A stop takes at most about 15 s; anything cut short stays in the inbox or outbox.
+HTTP_DRAIN = 5
 SHUTDOWN_GRACE = 10.0
 
 
@@ -63,10 +70,19 @@ class Bridge:
             RetryPolicy.from_config(config.delivery),
             metrics=self.metrics,
             concurrency=config.credyt.concurrency,
+            breaker=CircuitBreaker(
+                threshold=config.delivery.breaker_threshold,
+                cooldown=config.delivery.breaker_cooldown,
+            ),
             lease=2 * config.credyt.timeout + 5,
         )
         self.processor = Processor(
-            self.store, self.connectors, self.resolver, on_adjustments=self.deliverer.wake
+            self.store,
+            self.connectors,
+            self.resolver,
+            on_adjustments=self.deliverer.wake,
+            metrics=self.metrics,
+            lease=2 * config.credyt.timeout + 5,
         )
         self.app: Starlette = create_app(
             store=self.store,
@@ -76,14 +92,33 @@ class Bridge:
             on_accepted=self.processor.wake,
             on_scrape=self.refresh_gauges,
             lifespan=self.lifespan,
+            extra_routes=self._admin_routes(),
+        )
+
+    def _admin_routes(self) -> list[Route]:
+        """The admin API, only when `server.admin_token` is set."""
+        token = self.config.server.admin_token
+        if not token:
+            return []
+        from bridge.admin import admin_routes
+
+        return admin_routes(
+            token=token,
+            store=self.store,
+            connectors=self.connectors,
+            processor=self.processor,
+            on_retry=self.deliverer.wake,
         )
 
     def refresh_gauges(self) -> None:
         counts = self.store.counts()
-        for status, number in counts["events"].items():
-            self.metrics.inbox_depth.labels(status).set(number)
-        for status, number in counts["adjustments"].items():
-            self.metrics.outbox_depth.labels(status).set(number)
+        # Every status, so one that emptied reads 0 instead of its last value.
+        for event_status in EventStatus:
+            number = counts["events"].get(event_status.value, 0)
+            self.metrics.inbox_depth.labels(event_status.value).set(number)
+        for adjustment_status in AdjustmentStatus:
+            number = counts["adjustments"].get(adjustment_status.value, 0)
+            self.metrics.outbox_depth.labels(adjustment_status.value).set(number)
         oldest = self.store.oldest_pending_adjustment()
         self.metrics.oldest_pending.set(0 if oldest is None else max(0.0, time.time() - oldest))
 
@@ -93,14 +128,26 @@ class Bridge:
             asyncio.create_task(self.processor.run(), name="processor"),
             asyncio.create_task(self.deliverer.run(), name="deliverer"),
         ]
+        # Several replicas on one database: another one's new work wakes these workers.
+        unsubscribe = (
+            self.store.subscribe(events=self.processor.wake, adjustments=self.deliverer.wake)
+            if isinstance(self.store, ChangeFeed)
+            else None
+        )
         log.info(
-            "bridge_started", connectors=sorted(self.connectors), database=self.config.database
+            "bridge_started",
+            connectors=sorted(self.connectors),
+            database=redact_database(self.config.database),
         )
         try:
             yield
         finally:
-            await self.processor.stop(SHUTDOWN_GRACE / 2)
-            await self.deliverer.stop(SHUTDOWN_GRACE)
+            if unsubscribe is not None:
+                unsubscribe()
+            # Both at once, so the whole stop fits in SHUTDOWN_GRACE.
+            await asyncio.gather(
+                self.processor.stop(SHUTDOWN_GRACE / 2), self.deliverer.stop(SHUTDOWN_GRACE)
+            )
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)

@@ -30,8 +30,9 @@ from bridge.records import (
 )
 from bridge.writer import Writer
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RESPONSE_KEEP = 2000  # characters of Credyt's answer kept per attempt
+PRUNE_BATCH = 2000  # rows deleted per transaction, so serve's writes are never held up long
 
 INBOX_COLUMNS = (
     "id, connector, event_id, event_type, livemode, received_at, status, reason, attempts, "
@@ -127,8 +128,22 @@ def _migrate_v1(db: sqlite_utils.Database) -> None:
     db.table("heartbeat").create({"id": int, "at": float}, pk="id")
 
 
+def _migrate_v2(db: sqlite_utils.Database) -> None:
+    # Other PSP ids of a payment (PaymentIntent, Charge, Checkout Session) -> the payment
+    # key its credit is recorded under, so a refund naming them finds that credit.
+    links = db.table("payment_links")
+    links.create({"id": str, "payment_key": str}, pk=("id", "payment_key"))
+    # `events show evt_...` looks an event up by its PSP id alone; `events list
+    # --connector C` reads one connector's events newest first.
+    db.table("inbox").create_index(["event_id"], index_name="inbox_event_id")
+    db.table("inbox").create_index(["connector", "id"], index_name="inbox_connector_id")
+
+
 # Each migration brings the schema from version N-1 to N, inside one transaction.
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _migrate_v1}
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
+    1: _migrate_v1,
+    2: _migrate_v2,
+}
 
 
 def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
@@ -149,16 +164,51 @@ def migrate(conn: sqlite3.Connection) -> int:
             f"({SCHEMA_VERSION}): upgrade credyt-bridge"
         )
     db = sqlite_utils.Database(conn)
+    if version < SCHEMA_VERSION:
+        backup_before_migrating(conn, version)
     for target in range(version + 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:
-            MIGRATIONS[target](db)
-            conn.execute(f"PRAGMA user_version = {target}")
+            # Another process (serve and a CLI command starting together) may have
+            # migrated since we looked: the version is read again under the write lock.
+            if int(conn.execute("PRAGMA user_version").fetchone()[0]) < target:
+                MIGRATIONS[target](db)
+                conn.execute(f"PRAGMA user_version = {target}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
     return version
+
+
+def backup_before_migrating(conn: sqlite3.Connection, version: int) -> str | None:
+    """Copy a database that holds data to `<db>.backup-v<version>` before its schema changes.
+
+    sqlite3's online backup API takes a consistent copy even while another process
+    writes (WAL included). A fresh, empty database has nothing to keep: no copy. An
+    earlier copy of the same version is replaced: the database is at least as recent.
+    Returns the copy's path, or None.
+    """
+    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()
+    files = [row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"]
+    if not tables[0] or not files or not files[0]:  # empty, or an in-memory database
+        return None
+    target = f"{files[0]}.backup-v{version}"
+    partial = f"{target}.partial"
+    try:
+        copy = sqlite3.connect(partial)
+        try:
+            conn.backup(copy)
+            copy.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+        finally:
+            copy.close()
+        os.replace(partial, target)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(
+            f"could not back up {files[0]} to {target} before migrating its schema from "
+            f"version {version} to {SCHEMA_VERSION}: {exc}"
+        ) from exc
+    return target
 
 
 def _inbox_row(r: Sequence[Any], body: bytes | None = None) -> InboxRow:
@@ -284,6 +334,17 @@ class SQLiteStore:
             f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE payment_key = ? ORDER BY id", (payment_key,)
         )
         return [_outbox_row(r) for r in rows]
+
+    def linked_payment_keys(self, ids: Sequence[str]) -> list[str]:
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        rows = self._query(
+            f"SELECT DISTINCT payment_key FROM payment_links WHERE id IN ({marks})"
+            " ORDER BY payment_key",
+            ids,
+        )
+        return [r[0] for r in rows]
 
     # -- the delivery path ------------------------------------------------------------
 
@@ -435,6 +496,63 @@ class SQLiteStore:
 
         return await self.writer.run(reset)
 
+    async def prune_finished(self, before: float) -> dict[str, int]:
+        """Delete finished rows last touched before `before`, in small transactions.
+
+        - adjustments: delivered ones, but only whole payments: while any adjustment of
+          the same payment is younger or not delivered, all of them stay (a later refund
+          is computed from the credit and the reversals already made);
+        - their delivery attempts;
+        - events `processed` or `ignored`, received before `before`, once no adjustment
+          refers to them. `failed` and `pending` events and `dead` adjustments stay.
+        A refund of a pruned payment meets the reversal rule's `unknown_original`.
+        """
+        counts = {"adjustments": 0, "attempts": 0, "events": 0}
+        while True:
+            adjustments, attempts = await self.writer.run(
+                lambda conn: _prune_adjustments(conn, before, PRUNE_BATCH)
+            )
+            counts["adjustments"] += adjustments
+            counts["attempts"] += attempts
+            if adjustments < PRUNE_BATCH:
+                break
+        while True:
+            events = await self.writer.run(lambda conn: _prune_events(conn, before, PRUNE_BATCH))
+            counts["events"] += events
+            if events < PRUNE_BATCH:
+                break
+        return counts
+
+
+def _prune_adjustments(conn: sqlite3.Connection, before: float, limit: int) -> tuple[int, int]:
+    ids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT o.id FROM outbox o WHERE o.status = 'delivered' AND o.delivered_at < ?"
+            " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.payment_key = o.payment_key"
+            " AND (p.status != 'delivered' OR p.delivered_at >= ?)) LIMIT ?",
+            (before, before, limit),
+        )
+    ]
+    attempts = outbox = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        attempts += conn.execute(
+            f"DELETE FROM attempts WHERE outbox_id IN ({marks})", chunk
+        ).rowcount
+        outbox += conn.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk).rowcount
+    return outbox, attempts
+
+
+def _prune_events(conn: sqlite3.Connection, before: float, limit: int) -> int:
+    return conn.execute(
+        "DELETE FROM inbox WHERE id IN (SELECT i.id FROM inbox i"
+        " WHERE i.status IN ('processed', 'ignored') AND i.received_at < ?"
+        " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.inbox_id = i.id) LIMIT ?)",
+        (before, limit),
+    ).rowcount
+
 
 def _record_processing(conn: sqlite3.Connection, result: ProcessingResult, now: float) -> int:
     new = 0
@@ -482,12 +600,26 @@ def _record_processing(conn: sqlite3.Connection, result: ProcessingResult, now: 
             result.inbox_id,
         ),
     )
-    if new and result.payment_key:
-        # Reversals held for this payment's credit can go now.
+    linked = 0
+    if result.payment_key:
+        linked = sum(
+            conn.execute(
+                "INSERT INTO payment_links (id, payment_key) VALUES (?, ?)"
+                " ON CONFLICT (id, payment_key) DO NOTHING",
+                (other, result.payment_key),
+            ).rowcount
+            for other in result.payment_ids
+            if other != result.payment_key
+        )
+    if (new or linked) and result.payment_key:
+        # Reversals (and customer-less payments) held for this payment can go now,
+        # whichever of its ids they name.
+        keys = (result.payment_key, *result.payment_ids)
+        marks = ", ".join("?" * len(keys))
         conn.execute(
-            "UPDATE inbox SET next_attempt_at = ? WHERE status = 'pending' AND payment_key = ?"
-            " AND id != ?",
-            (now, result.payment_key, result.inbox_id),
+            "UPDATE inbox SET next_attempt_at = ? WHERE status = 'pending'"
+            f" AND payment_key IN ({marks}) AND id != ?",
+            (now, *keys, result.inbox_id),
         )
     return new
 
@@ -495,11 +627,12 @@ def _record_processing(conn: sqlite3.Connection, result: ProcessingResult, now: 
 def _record_delivery(conn: sqlite3.Connection, outcome: DeliveryOutcome) -> None:
     delivered_at = outcome.started_at if outcome.status is AdjustmentStatus.DELIVERED else None
     conn.execute(
-        "UPDATE outbox SET status = ?, attempts = attempts + 1, next_attempt_at = ?,"
+        "UPDATE outbox SET status = ?, attempts = attempts + ?, next_attempt_at = ?,"
         " lease_until = NULL, updated_at = ?, delivered_at = COALESCE(?, delivered_at),"
         " last_status = ?, last_error = ? WHERE id = ?",
         (
             outcome.status.value,
+            int(outcome.counted),
             outcome.next_attempt_at,
             time.time(),
             delivered_at,

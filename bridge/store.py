@@ -7,8 +7,9 @@ and workers never see which one they talk to.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from bridge.events import Envelope
 from bridge.records import (
@@ -49,13 +50,89 @@ class Store(Protocol):
     def oldest_pending_adjustment(self) -> float | None: ...
     async def retry_adjustments(self, ids: Sequence[int] = (), *, dead: bool = False) -> int: ...
     async def reset_events(self, ids: Sequence[int]) -> int: ...
+    async def prune_finished(self, before: float) -> dict[str, int]: ...
 
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class EventClaims(Protocol):
+    """A store shared by several bridge processes leases the events it hands out.
+
+    `claim_events` returns due pending events and hides them from the other replicas
+    for `lease` seconds (or until their outcome is recorded), so two replicas do not
+    process the same event at once. Processing stays idempotent either way.
+    """
+
+    async def claim_events(self, now: float, limit: int, lease: float) -> list[InboxRow]: ...
+
+
+@runtime_checkable
+class PaymentLinks(Protocol):
+    """A store that keeps the other PSP ids of a payment (PaymentIntent, Charge...).
+
+    `record_processing` stores `result.payment_ids` as links to `result.payment_key`;
+    `linked_payment_keys` returns the payment keys any of `ids` is linked to, so a
+    refund naming a PaymentIntent finds the credit keyed by its invoice.
+    """
+
+    def linked_payment_keys(self, ids: Sequence[str]) -> list[str]: ...
+
+
+class Releasable(Protocol):
+    def release(self) -> None: ...
+
+
+@runtime_checkable
+class PaymentLocks(Protocol):
+    """A store shared by several processes serialises the processing of one payment.
+
+    The processor decides from what is already recorded for a payment (credited once
+    under another id? what is left to refund?), so two replicas must not decide for the
+    same payment at once. `lock_payments` waits until no other process holds any of
+    `keys`, holds them all, and returns what to `release()` once the result is recorded.
+    """
+
+    async def lock_payments(self, keys: Sequence[str]) -> Releasable: ...
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """A store that tells this process when another one added work (PostgreSQL NOTIFY)."""
+
+    def subscribe(
+        self, *, events: Callable[[], None], adjustments: Callable[[], None]
+    ) -> Callable[[], None]: ...
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 def open_store(database: str) -> Store:
-    """`bridge.db` or `sqlite:///path/bridge.db` -> the SQLite store."""
+    """`bridge.db` or `sqlite:///path/bridge.db` -> the SQLite store;
+    `postgresql://user@host/db` -> the PostgreSQL store (several replicas can share it)."""
+    if database.startswith(POSTGRES_SCHEMES):
+        from bridge.postgres_store import PostgresStore
+
+        return PostgresStore(database)
+
     from bridge.sqlite_store import SQLiteStore
 
     path = database.removeprefix("sqlite:///") if database.startswith("sqlite:///") else database
     return SQLiteStore(path)
+
+
+def redact_database(database: str) -> str:
+    """The database setting fit for logs: a URL's password becomes `***`."""
+    if "://" not in database:
+        return database
+    parts = urlsplit(database)
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    query = [
+        (key, "***" if key == "password" else value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    text = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return f"{text}?{urlencode(query, safe='/*:')}" if query else text

@@ -1,0 +1,165 @@
+"""The admin API: the operator's commands over HTTP, behind a bearer token.
+
+Mounted only when `server.admin_token` is set; without it no `/admin` route exists.
+Every request needs `Authorization: Bearer <admin_token>` (compared in constant
+time); anything else is 401. Each endpoint calls the same function as the CLI:
+
+    GET  /admin/events                  ?status ?connector ?type ?customer ?since ?until ?limit
+    GET  /admin/events/{ref}            raw, normalized, adjustments, attempts
+    POST /admin/events/{ref}/replay     ?dry_run=true
+    POST /admin/replay                  {"ids": [...]} or {"status": "failed", "since": "2h"},
+                                        "dry_run": bool
+    GET  /admin/adjustments             ?status ?limit
+    GET  /admin/adjustments/{ref}       with every delivery attempt
+    POST /admin/adjustments/retry       {"ids": [...]} or {"dead": true}
+
+Replays run in the serving process, so their new adjustments are delivered at once.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bridge.errors import BridgeError
+from bridge.operations import (
+    NotFoundError,
+    OperationError,
+    adjustment_detail,
+    event_detail,
+    event_summary,
+    events_to_replay,
+    find_event,
+    parse_moment,
+    plain,
+    replay_events,
+    retry_adjustments,
+)
+from bridge.processing import ConnectorRuntime, Processor
+from bridge.records import EventFilter, row_dict
+from bridge.store import Store
+
+Handler = Callable[[Request], Awaitable[Response]]
+MAX_LIMIT = 1000
+
+
+def admin_routes(
+    *,
+    token: str,
+    store: Store,
+    connectors: Mapping[str, ConnectorRuntime],
+    processor: Processor,
+    on_retry: Callable[[], None] = lambda: None,
+) -> list[Route]:
+    expected = f"Bearer {token}".encode()
+
+    def guarded(handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return JSONResponse(
+                    {"error": "admin API: missing or wrong bearer token"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="credyt-bridge admin"'},
+                )
+            try:
+                return await handler(request)
+            except NotFoundError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=404)
+            except OperationError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            except BridgeError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=503)
+
+        return endpoint
+
+    async def list_events(request: Request) -> Response:
+        q = request.query_params
+        flt = EventFilter(
+            status=q.get("status"),
+            connector=q.get("connector"),
+            event_type=q.get("type"),
+            customer=q.get("customer"),
+            since=parse_moment(q["since"]) if q.get("since") else None,
+            until=parse_moment(q["until"]) if q.get("until") else None,
+            limit=_limit(q.get("limit")),
+        )
+        return JSONResponse({"events": [event_summary(r) for r in store.list_events(flt)]})
+
+    async def show_event(request: Request) -> Response:
+        return JSONResponse(event_detail(store, connectors, request.path_params["ref"]))
+
+    async def replay_one(request: Request) -> Response:
+        row = find_event(store, request.path_params["ref"])
+        dry_run = request.query_params.get("dry_run", "").lower() in ("1", "true", "yes")
+        outcomes = await replay_events(processor, [row], dry_run=dry_run)
+        return JSONResponse(outcomes[0].as_dict())
+
+    async def replay_many(request: Request) -> Response:
+        body = await _json_body(request)
+        ids = body.get("ids") or []
+        if not isinstance(ids, list):
+            raise OperationError("ids must be a list of event ids")
+        rows = events_to_replay(
+            store,
+            [str(i) for i in ids],
+            status=body.get("status"),
+            connector=body.get("connector"),
+            since=parse_moment(str(body["since"])) if body.get("since") else None,
+            until=parse_moment(str(body["until"])) if body.get("until") else None,
+        )
+        outcomes = await replay_events(processor, rows, dry_run=bool(body.get("dry_run")))
+        return JSONResponse({"results": [o.as_dict() for o in outcomes]})
+
+    async def list_adjustments(request: Request) -> Response:
+        q = request.query_params
+        rows = store.list_adjustments(q.get("status"), _limit(q.get("limit")))
+        return JSONResponse({"adjustments": [plain(row_dict(r)) for r in rows]})
+
+    async def show_adjustment(request: Request) -> Response:
+        return JSONResponse(adjustment_detail(store, request.path_params["ref"]))
+
+    async def retry(request: Request) -> Response:
+        body = await _json_body(request)
+        ids = body.get("ids") or []
+        if not isinstance(ids, list):
+            raise OperationError("ids must be a list of adjustment ids")
+        count = await retry_adjustments(store, [str(i) for i in ids], dead=bool(body.get("dead")))
+        on_retry()
+        return JSONResponse({"retried": count})
+
+    return [
+        Route("/admin/events", guarded(list_events), methods=["GET"]),
+        Route("/admin/events/{ref}", guarded(show_event), methods=["GET"]),
+        Route("/admin/events/{ref}/replay", guarded(replay_one), methods=["POST"]),
+        Route("/admin/replay", guarded(replay_many), methods=["POST"]),
+        Route("/admin/adjustments", guarded(list_adjustments), methods=["GET"]),
+        Route("/admin/adjustments/retry", guarded(retry), methods=["POST"]),
+        Route("/admin/adjustments/{ref}", guarded(show_adjustment), methods=["GET"]),
+    ]
+
+
+def _limit(text: str | None) -> int:
+    if text is None:
+        return 100
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise OperationError(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return int(text)
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        raise OperationError("the request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise OperationError("the request body must be a JSON object")
+    return body

@@ -1,0 +1,70 @@
+"""Plain-text views of one event and its adjustments, for `credyt-bridge events show`."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from tabulate import tabulate
+
+
+def _when(moment: Any) -> str:
+    if not isinstance(moment, int | float):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))
+
+
+def event_text(detail: dict[str, Any]) -> str:
+    """`operations.event_detail` as sections: event, raw, normalized, adjustments, attempts."""
+    event = detail["event"]
+    lines = [
+        f"event {event['id']}: {event['connector']} {event['event_type']} {event['event_id']}",
+        f"  status      {event['status']}" + (f": {event['reason']}" if event["reason"] else ""),
+        f"  received    {_when(event['received_at'])}",
+        f"  processed   {event['attempts']} time(s), last {_when(event['updated_at'])}",
+        f"  payment     {event['payment_key'] or '-'}",
+        f"  customer    {event['customer_id'] or '-'}",
+    ]
+    if event["status"] == "pending" and event["next_attempt_at"]:
+        lines.append(f"  next try    {_when(event['next_attempt_at'])}")
+    lines += ["", "raw event (as the PSP sent it):", json.dumps(detail["raw"], indent=2)]
+    lines += ["", "normalized (what the connector reads from it now):"]
+    normalized = detail["normalized"]
+    width = max((len(k) for k in normalized), default=0)
+    for key, value in normalized.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        lines.append(f"  {key.ljust(width)}  {text}")
+    adjustments = detail["adjustments"]
+    lines += ["", f"adjustments ({len(adjustments)}):"]
+    if not adjustments:
+        lines.append("  (none)")
+    for adj in adjustments:
+        lines.append(
+            f"  #{adj['id']} {adj['kind']} {adj['amount']} {adj['asset']} to {adj['customer_id']}"
+            f" (account {adj['account']}, rule {adj['rule']}): {adj['status']}"
+        )
+        lines.append(f"     transaction_id {adj['transaction_id']}")
+        if adj["status"] == "pending" and adj["next_attempt_at"]:
+            lines.append(f"     next attempt {_when(adj['next_attempt_at'])}")
+        attempts = adj["attempts_made"]
+        if not attempts:
+            lines.append("     no delivery attempt yet")
+            continue
+        rows = [
+            [
+                _when(a["started_at"]),
+                a["status_code"] if a["status_code"] is not None else "-",
+                a["outcome"],
+                f"{a['duration_ms']:.0f} ms" if a["duration_ms"] is not None else "-",
+                (a["response"] or "").replace("\n", " ")[:160] or "-",
+            ]
+            for a in attempts
+        ]
+        table = tabulate(rows, headers=["attempt at", "http", "outcome", "took", "Credyt answered"])
+        lines.extend("     " + line for line in table.splitlines())
+    return "\n".join(lines)
+
+
+def summary_line(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {what}" for what, n in counts.items()) or "nothing"
