@@ -1,10 +1,11 @@
 """`credyt-bridge demo`: the whole flow on this machine, with no accounts and no network.
 
 Starts the Credyt sandbox and a bridge (on `config.example.yaml`, the embedded
-defaults) on free loopback ports, sends signed Stripe and Paddle webhooks (renewals,
-a top-up, a duplicate, the same invoice under another event, a refund, one Credyt
-failure that is retried), waits for every adjustment to be delivered, and prints the
-wallets and the outbox. Returns True when the balances are what the payments say.
+defaults) on free loopback ports, sends signed Stripe and Paddle webhooks (renewals, a
+duplicate, the same invoice under another event, a Stripe top-up and its refund
+reported twice, a Paddle top-up and its refund, one Credyt failure that is retried),
+waits for every adjustment to be delivered, and prints the wallets and the outbox.
+Returns True when the balances are what the payments say.
 """
 
 from __future__ import annotations
@@ -86,6 +87,35 @@ def _steps(alice: str, bob: str, sandbox: SandboxState) -> list[Step]:
         currency="usd",
         created=now,
     )
+    stripe_topup = stripe.sample_event(
+        "payment_intent.succeeded",
+        event_id="evt_demo_topup",
+        object_id="pi_demo_topup",
+        customer=alice,
+        amount_minor=2500,
+        currency="usd",
+        metadata={"credyt_topup": "true"},
+        created=now,
+    )
+    stripe_refund = stripe.sample_event(
+        "refund.created",
+        event_id="evt_demo_stripe_refund",
+        object_id="re_demo_refund",
+        payment="pi_demo_topup",
+        amount_minor=1000,
+        currency="usd",
+        created=now,
+    )
+    stripe_charge_refunded = stripe.sample_event(
+        "charge.refunded",
+        event_id="evt_demo_charge_refunded",
+        object_id="ch_demo_topup",
+        payment="pi_demo_topup",
+        amount_minor=1000,
+        payment_amount_minor=2500,
+        currency="usd",
+        created=now,
+    )
     paddle_payment = paddle.sample_event(
         "transaction.completed",
         event_id="evt_demo_txn",
@@ -119,6 +149,16 @@ def _steps(alice: str, bob: str, sandbox: SandboxState) -> list[Step]:
             retried,
             "accepted",
             before=lambda: sandbox.inject(fail_next=1, only="adjustments"),
+        ),
+        Step(
+            "Stripe top-up, payment_intent.succeeded, USD 25.00", "stripe", stripe_topup, "accepted"
+        ),
+        Step("Stripe refund of USD 10.00, refund.created", "stripe", stripe_refund, "accepted"),
+        Step(
+            "charge.refunded for that refund (not debited twice)",
+            "stripe",
+            stripe_charge_refunded,
+            "accepted",
         ),
         Step(
             "Paddle top-up, transaction.completed, EUR 30.00", "paddle", paddle_payment, "accepted"
@@ -227,7 +267,8 @@ async def _until_delivered(bridge: Bridge, timeout: float) -> bool:
 
 def _print_balances(sandbox: SandboxState, alice: str, bob: str) -> bool:
     expected = {
-        (alice, "USD"): Decimal("59.99"),  # 49.99 once, despite 3 deliveries, + 10.00 retried
+        # 49.99 once despite 3 deliveries, + 10.00 retried, + 25.00 top-up - 10.00 refunded
+        (alice, "USD"): Decimal("74.99"),
         (bob, "JPY"): Decimal("1500"),
         (bob, "EUR"): Decimal("20.00"),  # 30.00 - 10.00 refunded
     }

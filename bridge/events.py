@@ -63,6 +63,14 @@ class PaymentEvent:
     # For reversals: amount_minor is the cumulative amount reversed so far on this
     # payment (Stripe charge.refunded); debit only what exceeds earlier reversals.
     cumulative: bool = False
+    # For cumulative reversals: event types that report the same reversals one by one
+    # (Stripe refund.created / refund.updated). When a rule of the connector listens to
+    # them, the cumulative event is ignored, so no refund is debited twice.
+    covered_by: tuple[str, ...] = ()
+    # Other PSP ids that name the same payment (Stripe: PaymentIntent, Charge, Checkout
+    # Session). Stored as links to payment_key, so a refund that knows only the
+    # PaymentIntent or the Charge finds a credit keyed by the invoice.
+    payment_ids: tuple[str, ...] = ()
     customer_hint: str | None = None  # Credyt customer id found in PSP metadata
     psp_customer_id: str | None = None  # cus_... / ctm_...: Credyt external_id lookup
     livemode: bool | None = None

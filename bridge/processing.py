@@ -35,7 +35,7 @@ from bridge.rules import (
     proportional,
     transaction_id,
 )
-from bridge.store import EventClaims, PaymentLinks, Store
+from bridge.store import EventClaims, PaymentLinks, PaymentLocks, Releasable, Store
 from connectors import Connector
 
 log = structlog.get_logger("bridge.processing")
@@ -265,6 +265,10 @@ class Processor:
                 lock = self._payment_locks[key] = asyncio.Lock()
             await lock.acquire()
             held.append(lock)
+        if isinstance(self.store, PaymentLocks):
+            # and across the replicas sharing the store (PostgreSQL advisory locks)
+            keys = sorted({event.payment_key, *event.payment_ids})
+            held.append(_StoreLock(await self.store.lock_payments(keys)))
 
     def _recorded_for(self, event: PaymentEvent) -> list[OutboxRow]:
         """Every adjustment recorded for the payment, under any of its ids or linked keys."""
@@ -397,6 +401,18 @@ class Processor:
             reason=f"{what}; rule {rule.name} {'debits' if sign < 0 else 'credits back'} "
             f"{event.currency} {event.amount} without it (unknown_original: debit)",
         )
+
+
+class _StoreLock(asyncio.Lock):
+    """The store's hold on a payment across processes, kept in the same list as the
+    processor's own locks and released with them once the result is recorded."""
+
+    def __init__(self, hold: Releasable) -> None:
+        super().__init__()
+        self._hold = hold
+
+    def release(self) -> None:
+        self._hold.release()
 
 
 def _reversal_of(

@@ -95,6 +95,9 @@ class ProcessingResult:
     payment_key: str | None = None
     customer_id: str | None = None
     adjustments: tuple[NewAdjustment, ...] = ()
+    # Other PSP ids of the payment (PaymentIntent, Charge...), recorded as links to
+    # payment_key whatever the status, so reversals naming them find the payment.
+    payment_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class DeliveryOutcome:
     next_attempt_at: float | None = None
     status_code: int | None = None
     error: str | None = None  # Credyt's answer or the network error, for the operator
+    counted: bool = True  # False: a circuit-breaker probe, not held against max_attempts
 
 
 @dataclass(frozen=True)

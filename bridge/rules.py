@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, Inexact, localcontext
 from typing import Any
 
 from bridge.config import ConnectorConfig, CreditSpec, Rule
@@ -102,8 +102,17 @@ def build_credit(
 
 
 def proportional(original: Decimal, part_minor: int, whole_minor: int) -> Decimal:
-    """`original * part / whole`, exact where it can be, else rounded to the original's places."""
-    exact = original * Decimal(part_minor) / Decimal(whole_minor)
+    """`original * part / whole`, exact where it can be, else rounded to the original's places.
+
+    The original is the credit as recorded (trailing zeros dropped: 18.20 is "18.2"), so
+    an exact result keeps every place it needs: 606/1820 of 18.2 is 6.06, not 6.1.
+    """
+    with localcontext() as ctx:
+        ctx.prec = 60
+        ctx.clear_flags()
+        exact = original * Decimal(part_minor) / Decimal(whole_minor)
+        if not ctx.flags[Inexact]:
+            return exact
     places = max(0, -original.as_tuple().exponent)  # type: ignore[operator]
     return exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
 
