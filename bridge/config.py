@@ -316,6 +316,8 @@ def _api_base(section: Section) -> str | None:
 
 
 def _rule(section: Section, kind: str, events: frozenset[str]) -> Rule:
+    from connectors import connector_types, known_conditions
+
     section.only("name", "on", "when", "credit", "reverse")
     name = section.text("name", required=True) or f"rule{section.path[-1]}"
     on = section.texts("on")
@@ -330,20 +332,35 @@ def _rule(section: Section, kind: str, events: frozenset[str]) -> Rule:
     has_credit, has_reverse = section.has("credit"), section.has("reverse")
     if has_credit == has_reverse:
         section.error(None, "a rule has exactly one of credit: or reverse:")
+    when = section.section("when")
+    if kind in connector_types():
+        usable = known_conditions(kind)
+        for key in when.data:
+            if key not in usable and key in CONDITION_KEYS:
+                when.error(key, f"{kind} events have no {key}; a rule on it could never match")
     return Rule(
         name=name,
         on=on,
-        when=_conditions(section.section("when")),
+        when=_conditions(when),
         credit=_credit(section.section("credit")) if has_credit else None,
         reverse=_reverse(section.section("reverse")) if has_reverse else None,
         line=section.source.line(section.path),
     )
 
 
+CONDITION_KEYS = (
+    "billing_reason",
+    "origin",
+    "currency",
+    "price_ids",
+    "product_ids",
+    "livemode",
+    "metadata",
+)
+
+
 def _conditions(section: Section) -> Conditions:
-    section.only(
-        "billing_reason", "origin", "currency", "price_ids", "product_ids", "livemode", "metadata"
-    )
+    section.only(*CONDITION_KEYS)
     return Conditions(
         billing_reason=section.texts("billing_reason"),
         origin=section.texts("origin"),

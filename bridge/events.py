@@ -45,6 +45,15 @@ class Waiting:
 
 
 @dataclass(frozen=True, slots=True)
+class LineItem:
+    """One line of what was bought: which price and product, how many units."""
+
+    price_id: str | None
+    product_id: str | None
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentEvent:
     psp: str  # "stripe" | "paddle"
     event_id: str
@@ -79,6 +88,7 @@ class PaymentEvent:
     price_ids: tuple[str, ...] = ()
     product_ids: tuple[str, ...] = ()
     quantity: int = 1  # total quantity across lines (fixed amounts per unit)
+    lines: tuple[LineItem, ...] = ()  # per-price quantities, where the payload has them
     metadata: Mapping[str, str] = field(default_factory=dict)
     period_end: datetime | None = None
     # PSP object ids this came from, copied into the adjustment's metadata:

@@ -57,12 +57,26 @@ def conditions_hold(rule: Rule, event: PaymentEvent) -> bool:
     return all(event.metadata.get(k) == v for k, v in c.metadata.items())
 
 
-def credit_amount(spec: CreditSpec, event: PaymentEvent) -> Decimal:
+def credit_amount(rule: Rule, event: PaymentEvent) -> Decimal:
+    spec = rule.credit
+    assert spec is not None
     if spec.amount is None:
         base = event.amount
     else:
-        base = spec.amount * (event.quantity if spec.per_unit else 1)
+        base = spec.amount * (units(rule, event) if spec.per_unit else 1)
     return base * spec.rate
+
+
+def units(rule: Rule, event: PaymentEvent) -> int:
+    """Units bought: of the rule's prices or products when it names them, else of all lines."""
+    prices, products = rule.when.price_ids, rule.when.product_ids
+    if not (prices or products) or not event.lines:
+        return event.quantity
+    return sum(
+        line.quantity
+        for line in event.lines
+        if (not prices or line.price_id in prices) and (not products or line.product_id in products)
+    )
 
 
 def build_credit(
@@ -71,7 +85,7 @@ def build_credit(
     spec = rule.credit
     assert spec is not None
     asset = spec.asset or event.currency
-    amount = credit_amount(spec, event)
+    amount = credit_amount(rule, event)
     title = PSP_TITLES.get(event.psp, event.psp)
     body: dict[str, Any] = {
         "transaction_id": transaction_id(event.psp, event.payment_key, rule.name),

@@ -59,3 +59,11 @@ def known_event_types(connector_type: str) -> frozenset[str]:
 
     module = importlib.import_module(f"connectors.{connector_type}")
     return frozenset(module.EVENT_READERS)
+
+
+def known_conditions(connector_type: str) -> frozenset[str]:
+    """The `when:` conditions a rule of this connector type can be matched on."""
+    import importlib
+
+    module = importlib.import_module(f"connectors.{connector_type}")
+    return frozenset(module.CONDITION_KEYS)

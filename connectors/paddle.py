@@ -45,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge.errors import EventError, MalformedEventError, SignatureError
-from bridge.events import Envelope, Ignored, Kind, Normalized, PaymentEvent
+from bridge.events import Envelope, Ignored, Kind, LineItem, Normalized, PaymentEvent
 from bridge.money import paddle_exponent, parse_minor, to_major
 
 PSP = "paddle"
@@ -202,6 +202,14 @@ class PaddleConnector:
             price_ids=tuple(p for p in (_optional_str(p.get("id")) for p in prices) if p),
             product_ids=tuple(p for p in (_optional_str(p.get("product_id")) for p in prices) if p),
             quantity=sum(_item_quantity(item) for item in items) or 1,
+            lines=tuple(
+                LineItem(
+                    _optional_str(price.get("id")),
+                    _optional_str(price.get("product_id")),
+                    _item_quantity(item),
+                )
+                for item, price in zip(items, prices, strict=True)
+            ),
             metadata=metadata,
             period_end=_parse_time(_mapping(txn.get("billing_period")).get("ends_at")),
             object_ids=object_ids,
@@ -253,6 +261,10 @@ class PaddleConnector:
             object_ids=object_ids,
         )
 
+
+# The `when:` conditions a rule of this connector can use: Paddle has no livemode flag
+# (sandbox and live are separate accounts) and no billing_reason (see `origin`).
+CONDITION_KEYS = frozenset({"origin", "currency", "price_ids", "product_ids", "metadata"})
 
 # Paddle event types the bridge acts on, and the reader for each. Every other type is
 # stored and marked ignored.

@@ -25,7 +25,7 @@ from typing import Any
 import stripe
 
 from bridge.errors import EventError, MalformedEventError, SignatureError
-from bridge.events import Envelope, Ignored, Kind, Normalized, PaymentEvent
+from bridge.events import Envelope, Ignored, Kind, LineItem, Normalized, PaymentEvent
 from bridge.money import parse_minor, stripe_exponent, to_major
 
 PSP = "stripe"
@@ -159,6 +159,7 @@ class StripeConnector:
             price_ids=tuple(p for p in (_line_price(line)[0] for line in lines) if p),
             product_ids=tuple(p for p in (_line_price(line)[1] for line in lines) if p),
             quantity=sum(_line_quantity(line) for line in lines) or 1,
+            lines=tuple(LineItem(*_line_price(line), _line_quantity(line)) for line in lines),
             metadata={**subscription_metadata, **metadata},
             period_end=_period_end(lines),
             object_ids=object_ids,
@@ -211,6 +212,7 @@ class StripeConnector:
             price_ids=tuple(p for p in (_line_price(line)[0] for line in lines) if p),
             product_ids=tuple(p for p in (_line_price(line)[1] for line in lines) if p),
             quantity=sum(_line_quantity(line) for line in lines) or 1,
+            lines=tuple(LineItem(*_line_price(line), _line_quantity(line)) for line in lines),
             metadata={**subscription_metadata, **metadata},
             period_end=_period_end(lines),
             object_ids=object_ids,
@@ -393,6 +395,11 @@ class StripeConnector:
                 return value
         return None
 
+
+# The `when:` conditions a rule of this connector can use: Stripe events carry these.
+CONDITION_KEYS = frozenset(
+    {"billing_reason", "currency", "price_ids", "product_ids", "livemode", "metadata"}
+)
 
 # Stripe event types the bridge acts on, and the reader for each. Every other type is
 # stored and marked ignored.
