@@ -8,6 +8,7 @@ sorts Credyt's answers: delivered, retry later (`CredytUnavailableError`), or re
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from bridge.errors import CredytError, CredytUnavailableError
 # too: a wrong API key is fixed in the config, not by giving up on the payments.
 RETRYABLE_STATUS = frozenset({401, 403, 408, 425, 429}) | frozenset(range(500, 600))
 ERROR_KEEP = 2000
+_SECONDS = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9})?$")
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ def parse_retry_after(response: httpx.Response) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _SECONDS.match(value):  # RFC 9110 says whole seconds; "0.5" is read too
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

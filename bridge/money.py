@@ -6,6 +6,7 @@ Decimal major units.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 from bridge.errors import EventError
@@ -21,9 +22,21 @@ STRIPE_THREE_DECIMAL = frozenset("BHD JOD KWD OMR TND".split())
 # has two.
 PADDLE_ZERO_DECIMAL = frozenset({"JPY", "KRW"})
 
+# The shape of an ISO 4217 code; anything else in a PSP payload fails the event.
+_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+# No PSP amount has more than 18 digits (Stripe's limit is 8). Longer ones are broken
+# payloads, and they would meet Decimal's 28-digit context once multiplied by a rate.
+MAX_MINOR_DIGITS = 18
+
+
+def _checked_currency(currency: str) -> str:
+    if not isinstance(currency, str) or not _CURRENCY.match(currency):
+        raise EventError(f"currency {currency!r} is not a three-letter ISO 4217 code")
+    return currency.upper()
+
 
 def stripe_exponent(currency: str) -> int:
-    code = currency.upper()
+    code = _checked_currency(currency)
     if code in STRIPE_ZERO_DECIMAL:
         return 0
     if code in STRIPE_THREE_DECIMAL:
@@ -32,7 +45,7 @@ def stripe_exponent(currency: str) -> int:
 
 
 def paddle_exponent(currency: str) -> int:
-    return 0 if currency.upper() in PADDLE_ZERO_DECIMAL else 2
+    return 0 if _checked_currency(currency) in PADDLE_ZERO_DECIMAL else 2
 
 
 def parse_minor(value: object, *, field: str) -> int:
@@ -40,17 +53,24 @@ def parse_minor(value: object, *, field: str) -> int:
     if isinstance(value, bool):
         raise EventError(f"{field} is not an amount: {value!r}")
     if isinstance(value, int):
+        if len(str(abs(value))) > MAX_MINOR_DIGITS:
+            raise EventError(f"{field} has more than {MAX_MINOR_DIGITS} digits: not an amount")
         return value
     if isinstance(value, str):
         text = value.strip()
-        if text.lstrip("-").isdigit() and len(text) <= 30:
+        digits = text.removeprefix("-")
+        if digits.isascii() and digits.isdigit():
+            if len(digits) > MAX_MINOR_DIGITS:
+                raise EventError(f"{field} has more than {MAX_MINOR_DIGITS} digits: not an amount")
             return int(text)
     raise EventError(f"{field} is not an integer amount of minor units: {value!r}")
 
 
 def to_major(minor: int, exponent: int) -> Decimal:
     """Minor units to an exact Decimal of major units: 4999, 2 -> Decimal('49.99')."""
-    return Decimal(minor).scaleb(-exponent)
+    # Built from its digits, not with scaleb(), which rounds to the context's 28 digits.
+    sign, digits, _ = Decimal(minor).as_tuple()
+    return Decimal((sign, digits, -exponent))
 
 
 def parse_decimal(value: object, *, field: str) -> Decimal:
@@ -85,4 +105,6 @@ def encode_json(value: object) -> str:
         return "{" + ",".join(items) + "}"
     if isinstance(value, list | tuple):
         return "[" + ",".join(encode_json(v) for v in value) + "]"
+    if isinstance(value, float):  # no float reaches Credyt: it would not be exact
+        raise TypeError(f"encode_json refuses the float {value!r}: use Decimal")
     return json.dumps(value)

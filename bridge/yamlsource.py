@@ -267,6 +267,8 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 60480
 def parse_duration(value: Any) -> float:
     """'90s', '15m', '12h', '30d', '2w' or a number of seconds -> seconds."""
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not 0 <= value < float("inf"):  # also refuses .nan
+            raise ValueError(f"must be a duration of 0 seconds or more, got {value!r}")
         return float(value)
     match = _DURATION.match(str(value))
     if not match:
