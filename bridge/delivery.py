@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import structlog
 
+from bridge.breaker import CircuitBreaker
 from bridge.config import DeliveryConfig
 from bridge.credyt import CredytClient
-from bridge.errors import CredytError, CredytUnavailableError
+from bridge.errors import CredytError, CredytUnavailableError, StoreError
 from bridge.metrics import Metrics
 from bridge.records import AdjustmentStatus, DeliveryOutcome, OutboxRow
 from bridge.store import Store
@@ -57,8 +58,10 @@ class RetryPolicy:
         """
         if attempts >= self.max_attempts:
             return None
-        delay = min(self.maximum, self.initial * self.multiplier ** max(0, attempts - 1))
-        delay *= 1 + self.jitter * (2 * rand - 1)
+        # The exponent is bounded: a float power overflows long before max_attempts might.
+        delay = min(self.maximum, self.initial * self.multiplier ** min(max(0, attempts - 1), 64))
+        # Jitter spreads a burst of retries; capped again, so no step exceeds `maximum`.
+        delay = min(self.maximum, delay * (1 + self.jitter * (2 * rand - 1)))
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.retry_after_max))
         if age + delay > self.max_age:
@@ -76,6 +79,7 @@ class Deliverer:
         metrics: Metrics | None = None,
         concurrency: int = 32,
         lease: float = 60.0,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.store = store
@@ -83,6 +87,9 @@ class Deliverer:
         self.policy = policy
         self.concurrency = concurrency
         self.lease = lease
+        self.breaker = breaker or CircuitBreaker()
+        self.breaker.on_change = lambda is_open: self.metrics.breaker_open.set(int(is_open))
+        self.metrics.breaker_open.set(0)
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -94,12 +101,25 @@ class Deliverer:
         while not self._stopping:
             self._wake.clear()
             free = self.concurrency - len(self._tasks)
+            allowed = self.breaker.allowed()  # None while closed; open: 0, or 1 probe
+            if allowed is not None:
+                free = min(free, allowed)
+                if free == 0:  # open: wait for the probe time; rows stay pending
+                    wait = min(POLL_SECONDS, self.breaker.seconds_to_probe())
+                    await self._wait(max(0.005, wait))
+                    continue
             claimed = 0
             if free > 0:
-                rows = await self.store.claim_adjustments(time.time(), free, self.lease)
+                rows = await self._claim(free)
                 claimed = len(rows)
+                probe = allowed is not None
+                if probe:
+                    if rows:
+                        self.breaker.start_probe()
+                    else:
+                        self.breaker.cancel_probe()
                 for row in rows:
-                    task = asyncio.create_task(self._deliver(row))
+                    task = asyncio.create_task(self._deliver(row, probe=probe))
                     self._tasks.add(task)
                     task.add_done_callback(self._done)
             if claimed and claimed == free:
@@ -112,6 +132,14 @@ class Deliverer:
                     else min(POLL_SECONDS, max(0.005, due - time.time()))
                 )
                 await self._wait(wait)
+
+    async def _claim(self, free: int) -> list[OutboxRow]:
+        try:
+            return await self.store.claim_adjustments(time.time(), free, self.lease)
+        except StoreError as exc:  # e.g. a database failover: keep the worker, poll again
+            log.warning("delivery_claim_failed", error=str(exc))
+            await self._wait(POLL_SECONDS)
+            return []
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming; let in-flight deliveries finish for up to `grace` seconds."""
@@ -132,7 +160,7 @@ class Deliverer:
         except TimeoutError:
             pass
 
-    async def _deliver(self, row: OutboxRow) -> None:
+    async def _deliver(self, row: OutboxRow, *, probe: bool = False) -> None:
         bound = log.bind(
             connector=row.connector, transaction_id=row.transaction_id, attempt=row.attempts + 1
         )
@@ -141,17 +169,23 @@ class Deliverer:
         try:
             answer = await self.client.create_adjustment(row.customer_id, row.body)
         except CredytUnavailableError as exc:
-            outcome = self._retry_or_die(row, started, clock, exc)
-            if outcome.status is AdjustmentStatus.DEAD:
-                bound.error("delivery_dead", status_code=exc.status_code, error=str(exc))
+            self.breaker.record_failure(exc.retry_after, probe=probe)
+            if probe:
+                outcome = self._probe_failed(row, started, clock, exc)
+                bound.warning("delivery_probe_failed", status_code=exc.status_code, error=str(exc))
             else:
-                bound.warning(
-                    "delivery_retry_scheduled",
-                    status_code=exc.status_code,
-                    error=str(exc),
-                    retry_in=round((outcome.next_attempt_at or started) - started, 3),
-                )
+                outcome = self._retry_or_die(row, started, clock, exc)
+                if outcome.status is AdjustmentStatus.DEAD:
+                    bound.error("delivery_dead", status_code=exc.status_code, error=str(exc))
+                else:
+                    bound.warning(
+                        "delivery_retry_scheduled",
+                        status_code=exc.status_code,
+                        error=str(exc),
+                        retry_in=round((outcome.next_attempt_at or started) - started, 3),
+                    )
         except CredytError as exc:
+            self.breaker.record_success()  # Credyt is up: it read the request and refused it
             outcome = DeliveryOutcome(
                 row.id,
                 AdjustmentStatus.DEAD,
@@ -162,6 +196,7 @@ class Deliverer:
             )
             bound.error("delivery_refused", status_code=exc.status_code, error=str(exc))
         else:
+            self.breaker.record_success()
             outcome = DeliveryOutcome(
                 row.id,
                 AdjustmentStatus.DELIVERED,
@@ -175,8 +210,27 @@ class Deliverer:
                 status_code=answer.status_code,
                 already_existed=answer.already_existed,
             )
-        await self.store.record_delivery(outcome)
-        self._observe(row, outcome)
+        if await self._record(outcome, bound):
+            self._observe(row, outcome)
+
+    async def _record(self, outcome: DeliveryOutcome, bound: structlog.BoundLogger) -> bool:
+        """Record an outcome, retrying while the store can not write (a full disk...).
+
+        Gives up when half the lease is gone: the row is then claimed and sent again, and
+        Credyt answers 409 for what it already has."""
+        deadline = time.monotonic() + self.lease / 2
+        wait = 0.1
+        while True:
+            try:
+                await self.store.record_delivery(outcome)
+                return True
+            except StoreError as exc:
+                if self._stopping or time.monotonic() + wait > deadline:
+                    bound.error("delivery_record_failed", error=str(exc))
+                    return False
+                bound.warning("delivery_record_retry", error=str(exc), retry_in=wait)
+                await asyncio.sleep(wait)
+                wait = min(2 * wait, 2.0)
 
     def _observe(self, row: OutboxRow, outcome: DeliveryOutcome) -> None:
         if outcome.status is AdjustmentStatus.DELIVERED:
@@ -192,6 +246,22 @@ class Deliverer:
             self.metrics.deliveries.labels("dead").inc()
         else:
             self.metrics.deliveries.labels("retry").inc()
+
+    def _probe_failed(
+        self, row: OutboxRow, started: float, clock: float, exc: CredytUnavailableError
+    ) -> DeliveryOutcome:
+        """A failed breaker probe: the row stays pending, due at the next probe time,
+        and the attempt is recorded without counting against max_attempts."""
+        return DeliveryOutcome(
+            row.id,
+            AdjustmentStatus.PENDING,
+            started,
+            _ms(clock),
+            next_attempt_at=started + self.breaker.seconds_to_probe(),
+            status_code=exc.status_code,
+            error=f"breaker probe: {exc}",
+            counted=False,
+        )
 
     def _retry_or_die(
         self, row: OutboxRow, started: float, clock: float, exc: CredytUnavailableError

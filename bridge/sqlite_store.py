@@ -629,7 +629,7 @@ def _record_delivery(conn: sqlite3.Connection, outcome: DeliveryOutcome) -> None
     conn.execute(
         "UPDATE outbox SET status = ?, attempts = attempts + ?, next_attempt_at = ?,"
         " lease_until = NULL, updated_at = ?, delivered_at = COALESCE(?, delivered_at),"
-        " last_status = ?, last_error = ? WHERE id = ?",
+        " last_status = ?, last_error = ? WHERE id = ? AND status != 'delivered'",
         (
             outcome.status.value,
             int(outcome.counted),
