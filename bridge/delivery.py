@@ -93,6 +93,7 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._rows: dict[asyncio.Task[None], int] = {}  # task -> the outbox row it delivers
 
     def wake(self) -> None:
         self._wake.set()
@@ -121,6 +122,7 @@ class Deliverer:
                 for row in rows:
                     task = asyncio.create_task(self._deliver(row, probe=probe))
                     self._tasks.add(task)
+                    self._rows[task] = row.id
                     task.add_done_callback(self._done)
             if claimed and claimed == free:
                 await self._wait(POLL_SECONDS)  # full: the next free slot wakes us
@@ -147,11 +149,22 @@ class Deliverer:
         self._wake.set()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            unfinished = [self._rows[task] for task in pending]
             for task in pending:
-                task.cancel()  # its lease expires and the row is delivered later
+                task.cancel()
+            if unfinished:
+                # Hand the rows back now rather than when their leases run out, so a
+                # restart (or another replica) sends them at once. A cut-off request may
+                # have reached Credyt: the resend carries the same transaction id.
+                try:
+                    await self.store.release_adjustments(unfinished)
+                except StoreError as exc:
+                    log.warning("delivery_release_failed", rows=len(unfinished), error=str(exc))
+                log.info("delivery_stopped_with_rows_pending", rows=len(unfinished))
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._rows.pop(task, None)
         self._wake.set()
 
     async def _wait(self, timeout: float) -> None:

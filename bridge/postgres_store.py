@@ -469,6 +469,17 @@ class PostgresStore:
             (now, now),
         )
 
+    async def release_adjustments(self, ids: Sequence[int]) -> None:
+        """Give back the leases of claimed rows this replica will not deliver after all."""
+
+        async def release(conn: AsyncConn) -> None:
+            await conn.execute(
+                "UPDATE outbox SET lease_until = NULL WHERE id = ANY(%s) AND status = 'pending'",
+                (list(ids),),
+            )
+
+        await self._write(release)
+
     async def record_delivery(self, outcome: DeliveryOutcome) -> None:
         async def record(conn: AsyncConn) -> None:
             await _record_delivery(conn, outcome)

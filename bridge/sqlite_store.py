@@ -371,6 +371,17 @@ class SQLiteStore:
     async def record_delivery(self, outcome: DeliveryOutcome) -> None:
         await self.writer.run(lambda conn: _record_delivery(conn, outcome))
 
+    async def release_adjustments(self, ids: Sequence[int]) -> None:
+        """Give back the leases of claimed rows this process will not deliver after all."""
+
+        def release(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE outbox SET lease_until = NULL WHERE id = ? AND status = 'pending'",
+                [(i,) for i in ids],
+            )
+
+        await self.writer.run(release)
+
     # -- health -----------------------------------------------------------------------
 
     async def check_writable(self) -> None:
