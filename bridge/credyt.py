@@ -8,6 +8,7 @@ sorts Credyt's answers: delivered, retry later (`CredytUnavailableError`), or re
 from __future__ import annotations
 
 import email.utils
+import itertools
 import re
 import time
 from dataclasses import dataclass
@@ -30,21 +31,32 @@ class Delivered:
     already_existed: bool
 
 
+# Connections per pooled httpx client. httpcore's pool does work proportional to the
+# requests it holds for every request, so one 32-connection pool cost ~1.8 ms of CPU per
+# request here; 4-connection pools taken in turn cost ~0.5 ms.
+CONNECTIONS_PER_POOL = 4
+
+
 class CredytClient:
     def __init__(
         self, base_url: str, api_key: str, *, timeout: float = 10.0, max_connections: int = 32
     ) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            headers={"X-CREDYT-API-KEY": api_key, "User-Agent": "credyt-bridge"},
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-        )
+        per_pool = min(CONNECTIONS_PER_POOL, max_connections)
+        pools = -(-max_connections // per_pool)
+        self._clients = [
+            httpx.AsyncClient(
+                base_url=base_url,
+                headers={"X-CREDYT-API-KEY": api_key, "User-Agent": "credyt-bridge"},
+                timeout=httpx.Timeout(timeout),
+                limits=httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool),
+            )
+            for _ in range(pools)
+        ]
+        self._turn = itertools.cycle(self._clients)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        for client in self._clients:
+            await client.aclose()
 
     async def create_adjustment(self, customer_id: str, body: str) -> Delivered:
         response = await self._send(
@@ -75,7 +87,8 @@ class CredytClient:
 
     async def _send(self, method: str, url: str, **kwargs: object) -> httpx.Response:
         try:
-            return await self._client.request(method, url, **kwargs)  # type: ignore[arg-type]
+            client = next(self._turn)
+            return await client.request(method, url, **kwargs)  # type: ignore[arg-type]
         except httpx.TimeoutException as exc:
             raise CredytUnavailableError(
                 f"Credyt did not answer in time ({type(exc).__name__})"

@@ -19,6 +19,7 @@ from bridge.config import DeliveryConfig
 from bridge.credyt import CredytClient
 from bridge.errors import CredytError, CredytUnavailableError, StoreError
 from bridge.metrics import Metrics
+from bridge.pressure import IngestPressure
 from bridge.records import AdjustmentStatus, DeliveryOutcome, OutboxRow
 from bridge.store import Store
 
@@ -80,8 +81,10 @@ class Deliverer:
         concurrency: int = 32,
         lease: float = 60.0,
         breaker: CircuitBreaker | None = None,
+        pressure: IngestPressure | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
+        self.pressure = pressure
         self.store = store
         self.client = client
         self.policy = policy
@@ -94,6 +97,7 @@ class Deliverer:
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._rows: dict[asyncio.Task[None], int] = {}  # task -> the outbox row it delivers
+        self._claim_batch = max(1, concurrency // 4)
 
     def wake(self) -> None:
         self._wake.set()
@@ -102,6 +106,9 @@ class Deliverer:
         while not self._stopping:
             self._wake.clear()
             free = self.concurrency - len(self._tasks)
+            limit = await self.pressure.admit() if self.pressure is not None else None
+            if limit is not None:  # a burst of webhooks: leave the CPU to the receiver
+                free = min(free, limit)
             allowed = self.breaker.allowed()  # None while closed; open: 0, or 1 probe
             if allowed is not None:
                 free = min(free, allowed)
@@ -110,6 +117,11 @@ class Deliverer:
                     await self._wait(max(0.005, wait))
                     continue
             claimed = 0
+            if 0 < free < self._claim_batch and self._tasks and allowed is None:
+                # A claim is a committed write: take rows in batches, not one per slot
+                # as each delivery finishes (that fsync-bound the drain at ~600/s).
+                await self._wait(POLL_SECONDS)
+                continue
             if free > 0:
                 rows = await self._claim(free)
                 claimed = len(rows)

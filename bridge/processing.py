@@ -26,6 +26,7 @@ from bridge.errors import CredytUnavailableError, EventError, StoreError
 from bridge.events import Ignored, Kind, PaymentEvent, Waiting
 from bridge.metrics import Metrics
 from bridge.money import encode_json, format_amount
+from bridge.pressure import IngestPressure
 from bridge.records import EventStatus, InboxRow, NewAdjustment, OutboxRow, ProcessingResult
 from bridge.rules import (
     PSP_TITLES,
@@ -70,9 +71,11 @@ class Processor:
         batch: int = 500,
         metrics: Metrics | None = None,
         lease: float = 60.0,
+        pressure: IngestPressure | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
+        self.pressure = pressure
         self.connectors = connectors
         self.resolver = resolver
         self.on_adjustments = on_adjustments
@@ -98,6 +101,9 @@ class Processor:
         while not self._stopping:
             self._wake.clear()
             free = self._concurrency - len(self._in_flight)
+            limit = await self.pressure.admit() if self.pressure is not None else None
+            if limit is not None:  # a burst of webhooks: leave the CPU to the receiver
+                free = min(free, limit)
             started = 0
             if free > 0:
                 due = await self._due_rows(free)

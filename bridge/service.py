@@ -23,6 +23,7 @@ from bridge.credyt import CredytClient
 from bridge.customers import CustomerResolver
 from bridge.delivery import Deliverer, RetryPolicy
 from bridge.metrics import Metrics
+from bridge.pressure import IngestPressure
 from bridge.processing import ConnectorRuntime, Processor
 from bridge.records import AdjustmentStatus, EventStatus
 from bridge.store import ChangeFeed, Store, open_store, redact_database
@@ -64,6 +65,7 @@ class Bridge:
             max_connections=config.credyt.concurrency,
         )
         self.resolver = CustomerResolver(self.client, config.credyt.customer_cache)
+        self.pressure = IngestPressure()
         self.deliverer = Deliverer(
             self.store,
             self.client,
@@ -75,6 +77,7 @@ class Bridge:
                 cooldown=config.delivery.breaker_cooldown,
             ),
             lease=2 * config.credyt.timeout + 5,
+            pressure=self.pressure,
         )
         self.processor = Processor(
             self.store,
@@ -83,17 +86,22 @@ class Bridge:
             on_adjustments=self.deliverer.wake,
             metrics=self.metrics,
             lease=2 * config.credyt.timeout + 5,
+            pressure=self.pressure,
         )
         self.app: Starlette = create_app(
             store=self.store,
             connectors={name: rt.connector for name, rt in self.connectors.items()},
             metrics=self.metrics,
             max_body_bytes=config.server.max_body_bytes,
-            on_accepted=self.processor.wake,
+            on_accepted=self._accepted,
             on_scrape=self.refresh_gauges,
             lifespan=self.lifespan,
             extra_routes=self._admin_routes(),
         )
+
+    def _accepted(self) -> None:
+        self.pressure.note()
+        self.processor.wake()
 
     def _admin_routes(self) -> list[Route]:
         """The admin API, only when `server.admin_token` is set."""
