@@ -16,7 +16,7 @@ import structlog
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from bridge.app import create_app
+from bridge.app import WebhookFastPath, create_app
 from bridge.breaker import CircuitBreaker
 from bridge.config import Config, ConnectorConfig
 from bridge.credyt import CredytClient
@@ -88,7 +88,7 @@ class Bridge:
             lease=2 * config.credyt.timeout + 5,
             pressure=self.pressure,
         )
-        self.app: Starlette = create_app(
+        self.app: WebhookFastPath = create_app(
             store=self.store,
             connectors={name: rt.connector for name, rt in self.connectors.items()},
             metrics=self.metrics,

@@ -26,3 +26,15 @@ def test_invoice_paid_is_credited_once(running: RunningBridge, sandbox: Sandbox)
     assert sandbox.state.balance(customer, "USD") == Decimal("49.99")
     assert len(sandbox.state.adjustments) == 1
     assert running.url and running.bridge.store.list_adjustments()[0].status.value == "delivered"
+
+
+def test_the_fast_path_leaves_other_routes_to_starlette(running: RunningBridge) -> None:
+    import httpx
+
+    assert httpx.get(f"{running.url}/healthz").json() == {"status": "ok"}
+    # Only POST takes the fast path; a GET on a webhook URL is Starlette's 405.
+    assert httpx.get(f"{running.url}/webhooks/stripe").status_code == 405
+    # A nested path is no connector name: Starlette answers 404.
+    assert httpx.post(f"{running.url}/webhooks/stripe/extra", content=b"{}").status_code == 404
+    unknown = httpx.post(f"{running.url}/webhooks/nope", content=b"{}")
+    assert (unknown.status_code, unknown.json()) == (404, {"error": "unknown connector 'nope'"})
