@@ -131,8 +131,6 @@ class StripeConnector:
             return Ignored(f"invoice {invoice_id} paid nothing (amount_paid {amount_minor})")
         currency = _required_str(invoice, "currency").upper()
         subscription_details = _subscription_details(invoice)
-        subscription_metadata = _str_map(subscription_details.get("metadata"))
-        lines = _lines(invoice)
         object_ids = {"invoice": invoice_id}
         subscription = _id_of(subscription_details.get("subscription")) or _id_of(
             invoice.get("subscription")
@@ -143,7 +141,6 @@ class StripeConnector:
             value = _id_of(invoice.get(key))
             if value:
                 object_ids[key] = value
-        metadata = _str_map(invoice.get("metadata"))
         return self._base(
             raw,
             invoice,
@@ -153,17 +150,26 @@ class StripeConnector:
             currency=currency,
             amount_minor=amount_minor,
             amount=to_major(amount_minor, stripe_exponent(currency)),
-            customer_hint=self._customer_hint(metadata, subscription_metadata),
-            psp_customer_id=_id_of(invoice.get("customer")),
-            attributes=_attributes(billing_reason=invoice.get("billing_reason")),
-            price_ids=tuple(p for p in (_line_price(line)[0] for line in lines) if p),
-            product_ids=tuple(p for p in (_line_price(line)[1] for line in lines) if p),
-            quantity=sum(_line_quantity(line) for line in lines) or 1,
-            lines=tuple(LineItem(*_line_price(line), _line_quantity(line)) for line in lines),
-            metadata={**subscription_metadata, **metadata},
-            period_end=_period_end(lines),
             object_ids=object_ids,
+            **self._invoice_fields(invoice),
         )
+
+    def _invoice_fields(self, invoice: Raw) -> dict[str, Any]:
+        """What an invoice tells about its payment: customer, reason, lines, period."""
+        lines = _lines(invoice)
+        metadata = _str_map(invoice.get("metadata"))
+        subscription_metadata = _str_map(_subscription_details(invoice).get("metadata"))
+        return {
+            "customer_hint": self._customer_hint(metadata, subscription_metadata),
+            "psp_customer_id": _id_of(invoice.get("customer")),
+            "attributes": _attributes(billing_reason=invoice.get("billing_reason")),
+            "price_ids": tuple(p for p in (_line_price(line)[0] for line in lines) if p),
+            "product_ids": tuple(p for p in (_line_price(line)[1] for line in lines) if p),
+            "quantity": sum(_line_quantity(line) for line in lines) or 1,
+            "lines": tuple(LineItem(*_line_price(line), _line_quantity(line)) for line in lines),
+            "metadata": {**subscription_metadata, **metadata},
+            "period_end": _period_end(lines),
+        }
 
     def _invoice_payment_paid(self, raw: Raw, payment: Raw) -> Normalized:
         """invoice_payment.paid (basil on): one payment of an invoice, keyed by the invoice.
@@ -193,10 +199,6 @@ class StripeConnector:
             value = _id_of(details.get(key))
             if value:
                 object_ids[key] = value
-        invoice = _mapping(invoice_ref)  # only when the invoice is expanded
-        metadata = _str_map(invoice.get("metadata"))
-        subscription_metadata = _str_map(_subscription_details(invoice).get("metadata"))
-        lines = _lines(invoice)
         return self._base(
             raw,
             payment,
@@ -206,16 +208,9 @@ class StripeConnector:
             currency=currency,
             amount_minor=amount_minor,
             amount=to_major(amount_minor, stripe_exponent(currency)),
-            customer_hint=self._customer_hint(metadata, subscription_metadata),
-            psp_customer_id=_id_of(invoice.get("customer")),
-            attributes=_attributes(billing_reason=invoice.get("billing_reason")),
-            price_ids=tuple(p for p in (_line_price(line)[0] for line in lines) if p),
-            product_ids=tuple(p for p in (_line_price(line)[1] for line in lines) if p),
-            quantity=sum(_line_quantity(line) for line in lines) or 1,
-            lines=tuple(LineItem(*_line_price(line), _line_quantity(line)) for line in lines),
-            metadata={**subscription_metadata, **metadata},
-            period_end=_period_end(lines),
             object_ids=object_ids,
+            # Only an expanded invoice says these; a plain id gives empty values.
+            **self._invoice_fields(_mapping(invoice_ref)),
         )
 
     def _checkout_session(self, raw: Raw, session: Raw) -> Normalized:
