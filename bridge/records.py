@@ -124,6 +124,28 @@ class EventFilter:
     until: float | None = None
     limit: int = 100
 
+    def where(self, mark: str) -> tuple[str, list[Any]]:
+        """The SQL WHERE clause (empty if no filter) and its parameters; `mark` is the
+        backend's placeholder (`?` for SQLite, `%s` for PostgreSQL)."""
+        conditions: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("status", self.status),
+            ("connector", self.connector),
+            ("event_type", self.event_type),
+            ("customer_id", self.customer),
+        ):
+            if value is not None:
+                conditions.append(f"{column} = {mark}")
+                params.append(value)
+        if self.since is not None:
+            conditions.append(f"received_at >= {mark}")
+            params.append(self.since)
+        if self.until is not None:
+            conditions.append(f"received_at < {mark}")
+            params.append(self.until)
+        return (f"WHERE {' AND '.join(conditions)}" if conditions else ""), params
+
 
 def row_dict(row: Any) -> dict[str, Any]:
     """A record as a plain dict (for --json and the admin API); bytes are decoded."""

@@ -393,24 +393,7 @@ class SQLiteStore:
     # -- operating ----------------------------------------------------------------------
 
     def list_events(self, flt: EventFilter) -> list[InboxRow]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("status", flt.status),
-            ("connector", flt.connector),
-            ("event_type", flt.event_type),
-            ("customer_id", flt.customer),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if flt.since is not None:
-            where.append("received_at >= ?")
-            params.append(flt.since)
-        if flt.until is not None:
-            where.append("received_at < ?")
-            params.append(flt.until)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, params = flt.where("?")
         rows = self._query(
             f"SELECT {INBOX_COLUMNS} FROM inbox {clause} ORDER BY id DESC LIMIT ?",
             (*params, flt.limit),
