@@ -37,10 +37,10 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTimeout
 
+from bridge import statements
 from bridge.errors import StoreError
 from bridge.events import Envelope
 from bridge.records import (
-    AdjustmentStatus,
     DeliveryOutcome,
     EventFilter,
     InboxRow,
@@ -50,10 +50,10 @@ from bridge.records import (
 from bridge.sqlite_store import (
     INBOX_COLUMNS,
     OUTBOX_COLUMNS,
-    RESPONSE_KEEP,
     _inbox_row,
     _outbox_row,
 )
+from bridge.statements import for_psycopg
 from bridge.store import redact_database
 
 T = TypeVar("T")
@@ -808,58 +808,13 @@ class PaymentLock:
 async def _record_processing(conn: AsyncConn, result: ProcessingResult, now: float) -> int:
     new = 0
     for adj in result.adjustments:
-        cursor = await conn.execute(
-            "INSERT INTO outbox (transaction_id, inbox_id, connector, rule, kind, payment_key,"
-            " reversal_key, customer_id, asset, account, amount, payment_amount_minor, body,"
-            " status, attempts, next_attempt_at, queued_at, received_at, created_at, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', 0, %s, %s,"
-            " (SELECT received_at FROM inbox WHERE id = %s), %s, %s)"
-            " ON CONFLICT (transaction_id) DO NOTHING",
-            (
-                adj.transaction_id,
-                result.inbox_id,
-                adj.connector,
-                adj.rule,
-                adj.kind,
-                adj.payment_key,
-                adj.reversal_key,
-                adj.customer_id,
-                adj.asset,
-                adj.account,
-                adj.amount,
-                adj.payment_amount_minor,
-                adj.body,
-                now,
-                now,
-                result.inbox_id,
-                now,
-                now,
-            ),
-        )
+        cursor = await conn.execute(*for_psycopg(statements.insert_adjustment(adj, result, now)))
         new += max(cursor.rowcount, 0)
-    await conn.execute(
-        "UPDATE inbox SET status = %s, reason = %s, attempts = attempts + 1,"
-        " next_attempt_at = %s, updated_at = %s, payment_key = COALESCE(%s, payment_key),"
-        " customer_id = COALESCE(%s, customer_id) WHERE id = %s",
-        (
-            result.status.value,
-            result.reason,
-            result.next_attempt_at,
-            now,
-            result.payment_key,
-            result.customer_id,
-            result.inbox_id,
-        ),
-    )
+    await conn.execute(*for_psycopg(statements.record_event_outcome(result, now)))
     linked = 0
-    if result.payment_key:
-        for other in sorted(set(result.payment_ids) - {result.payment_key}):
-            cursor = await conn.execute(
-                "INSERT INTO payment_links (id, payment_key) VALUES (%s, %s)"
-                " ON CONFLICT (id, payment_key) DO NOTHING",
-                (other, result.payment_key),
-            )
-            linked += max(cursor.rowcount, 0)
+    for link in statements.insert_links(result):
+        cursor = await conn.execute(*for_psycopg(link))
+        linked += max(cursor.rowcount, 0)
     if (new or linked) and result.payment_key:
         # Reversals (and customer-less payments) held for this payment can go now,
         # whichever of its ids they name.
@@ -877,36 +832,8 @@ async def _record_processing(conn: AsyncConn, result: ProcessingResult, now: flo
 
 
 async def _record_delivery(conn: AsyncConn, outcome: DeliveryOutcome) -> None:
-    delivered_at = outcome.started_at if outcome.status is AdjustmentStatus.DELIVERED else None
-    # `delivered` is final: a replica whose lease ran out while another delivered the
-    # same row must not put it back to pending or dead.
-    await conn.execute(
-        "UPDATE outbox SET status = %s, attempts = attempts + %s, next_attempt_at = %s,"
-        " lease_until = NULL, updated_at = %s, delivered_at = COALESCE(%s, delivered_at),"
-        " last_status = %s, last_error = %s WHERE id = %s AND status != 'delivered'",
-        (
-            outcome.status.value,
-            int(outcome.counted),
-            outcome.next_attempt_at,
-            time.time(),
-            delivered_at,
-            outcome.status_code,
-            outcome.error,
-            outcome.outbox_id,
-        ),
-    )
-    await conn.execute(
-        "INSERT INTO attempts (outbox_id, started_at, duration_ms, status_code, outcome,"
-        " response) VALUES (%s, %s, %s, %s, %s, %s)",
-        (
-            outcome.outbox_id,
-            outcome.started_at,
-            outcome.duration_ms,
-            outcome.status_code,
-            outcome.status.value,
-            (outcome.error or "")[:RESPONSE_KEEP],
-        ),
-    )
+    await conn.execute(*for_psycopg(statements.record_delivery(outcome, time.time())))
+    await conn.execute(*for_psycopg(statements.insert_attempt(outcome)))
 
 
 async def _durable_commits(conn: AsyncConn) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlite_utils
 
+from bridge import statements
 from bridge.errors import StoreError
 from bridge.events import Envelope
 from bridge.records import (
@@ -31,7 +32,6 @@ from bridge.records import (
 from bridge.writer import Writer
 
 SCHEMA_VERSION = 2
-RESPONSE_KEEP = 2000  # characters of Credyt's answer kept per attempt
 PRUNE_BATCH = 2000  # rows deleted per transaction, so serve's writes are never held up long
 
 INBOX_COLUMNS = (
@@ -549,62 +549,12 @@ def _prune_events(conn: sqlite3.Connection, before: float, limit: int) -> int:
 
 
 def _record_processing(conn: sqlite3.Connection, result: ProcessingResult, now: float) -> int:
-    new = 0
-    for adj in result.adjustments:
-        cursor = conn.execute(
-            "INSERT INTO outbox (transaction_id, inbox_id, connector, rule, kind, payment_key,"
-            " reversal_key, customer_id, asset, account, amount, payment_amount_minor, body,"
-            " status, attempts, next_attempt_at, queued_at, received_at, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?,"
-            " (SELECT received_at FROM inbox WHERE id = ?), ?, ?)"
-            " ON CONFLICT (transaction_id) DO NOTHING",
-            (
-                adj.transaction_id,
-                result.inbox_id,
-                adj.connector,
-                adj.rule,
-                adj.kind,
-                adj.payment_key,
-                adj.reversal_key,
-                adj.customer_id,
-                adj.asset,
-                adj.account,
-                adj.amount,
-                adj.payment_amount_minor,
-                adj.body,
-                now,
-                now,
-                result.inbox_id,
-                now,
-                now,
-            ),
-        )
-        new += cursor.rowcount
-    conn.execute(
-        "UPDATE inbox SET status = ?, reason = ?, attempts = attempts + 1, next_attempt_at = ?,"
-        " updated_at = ?, payment_key = COALESCE(?, payment_key),"
-        " customer_id = COALESCE(?, customer_id) WHERE id = ?",
-        (
-            result.status.value,
-            result.reason,
-            result.next_attempt_at,
-            now,
-            result.payment_key,
-            result.customer_id,
-            result.inbox_id,
-        ),
+    new = sum(
+        conn.execute(*statements.insert_adjustment(adj, result, now)).rowcount
+        for adj in result.adjustments
     )
-    linked = 0
-    if result.payment_key:
-        linked = sum(
-            conn.execute(
-                "INSERT INTO payment_links (id, payment_key) VALUES (?, ?)"
-                " ON CONFLICT (id, payment_key) DO NOTHING",
-                (other, result.payment_key),
-            ).rowcount
-            for other in result.payment_ids
-            if other != result.payment_key
-        )
+    conn.execute(*statements.record_event_outcome(result, now))
+    linked = sum(conn.execute(*link).rowcount for link in statements.insert_links(result))
     if (new or linked) and result.payment_key:
         # Reversals (and customer-less payments) held for this payment can go now,
         # whichever of its ids they name.
@@ -619,31 +569,5 @@ def _record_processing(conn: sqlite3.Connection, result: ProcessingResult, now: 
 
 
 def _record_delivery(conn: sqlite3.Connection, outcome: DeliveryOutcome) -> None:
-    delivered_at = outcome.started_at if outcome.status is AdjustmentStatus.DELIVERED else None
-    conn.execute(
-        "UPDATE outbox SET status = ?, attempts = attempts + ?, next_attempt_at = ?,"
-        " lease_until = NULL, updated_at = ?, delivered_at = COALESCE(?, delivered_at),"
-        " last_status = ?, last_error = ? WHERE id = ? AND status != 'delivered'",
-        (
-            outcome.status.value,
-            int(outcome.counted),
-            outcome.next_attempt_at,
-            time.time(),
-            delivered_at,
-            outcome.status_code,
-            outcome.error,
-            outcome.outbox_id,
-        ),
-    )
-    conn.execute(
-        "INSERT INTO attempts (outbox_id, started_at, duration_ms, status_code, outcome, response)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (
-            outcome.outbox_id,
-            outcome.started_at,
-            outcome.duration_ms,
-            outcome.status_code,
-            outcome.status.value,
-            (outcome.error or "")[:RESPONSE_KEEP],
-        ),
-    )
+    conn.execute(*statements.record_delivery(outcome, time.time()))
+    conn.execute(*statements.insert_attempt(outcome))

@@ -1,0 +1,122 @@
+"""The writes both stores make, as SQL with `?` placeholders and their parameters.
+
+Recording an event's adjustments and a delivery's outcome is the money path; it is
+written once here, and each store runs these statements its own way (SQLite as is,
+PostgreSQL through `for_psycopg`). What really differs per backend (how held events
+are woken, notifications) stays in the store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.records import AdjustmentStatus, DeliveryOutcome, NewAdjustment, ProcessingResult
+
+Statement = tuple[str, tuple[Any, ...]]
+
+RESPONSE_KEEP = 2000  # characters of Credyt's answer kept per attempt
+
+
+def for_psycopg(statement: Statement) -> Statement:
+    """The same statement with psycopg's `%s` placeholders."""
+    sql, params = statement
+    return sql.replace("?", "%s"), params
+
+
+def insert_adjustment(adj: NewAdjustment, result: ProcessingResult, now: float) -> Statement:
+    """A new outbox row; an existing transaction_id keeps its first body."""
+    return (
+        "INSERT INTO outbox (transaction_id, inbox_id, connector, rule, kind, payment_key,"
+        " reversal_key, customer_id, asset, account, amount, payment_amount_minor, body,"
+        " status, attempts, next_attempt_at, queued_at, received_at, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?,"
+        " (SELECT received_at FROM inbox WHERE id = ?), ?, ?)"
+        " ON CONFLICT (transaction_id) DO NOTHING",
+        (
+            adj.transaction_id,
+            result.inbox_id,
+            adj.connector,
+            adj.rule,
+            adj.kind,
+            adj.payment_key,
+            adj.reversal_key,
+            adj.customer_id,
+            adj.asset,
+            adj.account,
+            adj.amount,
+            adj.payment_amount_minor,
+            adj.body,
+            now,
+            now,
+            result.inbox_id,
+            now,
+            now,
+        ),
+    )
+
+
+def record_event_outcome(result: ProcessingResult, now: float) -> Statement:
+    return (
+        "UPDATE inbox SET status = ?, reason = ?, attempts = attempts + 1,"
+        " next_attempt_at = ?, updated_at = ?, payment_key = COALESCE(?, payment_key),"
+        " customer_id = COALESCE(?, customer_id) WHERE id = ?",
+        (
+            result.status.value,
+            result.reason,
+            result.next_attempt_at,
+            now,
+            result.payment_key,
+            result.customer_id,
+            result.inbox_id,
+        ),
+    )
+
+
+def insert_links(result: ProcessingResult) -> list[Statement]:
+    """Links from the payment's other ids to its key, in a fixed order (lock order)."""
+    if not result.payment_key:
+        return []
+    return [
+        (
+            "INSERT INTO payment_links (id, payment_key) VALUES (?, ?)"
+            " ON CONFLICT (id, payment_key) DO NOTHING",
+            (other, result.payment_key),
+        )
+        for other in sorted(set(result.payment_ids) - {result.payment_key})
+    ]
+
+
+def record_delivery(outcome: DeliveryOutcome, now: float) -> Statement:
+    """The outcome of one attempt. `delivered` is final: a late outcome from an attempt
+    whose lease ran out while another delivered the row must not undo it."""
+    delivered_at = outcome.started_at if outcome.status is AdjustmentStatus.DELIVERED else None
+    return (
+        "UPDATE outbox SET status = ?, attempts = attempts + ?, next_attempt_at = ?,"
+        " lease_until = NULL, updated_at = ?, delivered_at = COALESCE(?, delivered_at),"
+        " last_status = ?, last_error = ? WHERE id = ? AND status != 'delivered'",
+        (
+            outcome.status.value,
+            int(outcome.counted),
+            outcome.next_attempt_at,
+            now,
+            delivered_at,
+            outcome.status_code,
+            outcome.error,
+            outcome.outbox_id,
+        ),
+    )
+
+
+def insert_attempt(outcome: DeliveryOutcome) -> Statement:
+    return (
+        "INSERT INTO attempts (outbox_id, started_at, duration_ms, status_code, outcome,"
+        " response) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            outcome.outbox_id,
+            outcome.started_at,
+            outcome.duration_ms,
+            outcome.status_code,
+            outcome.status.value,
+            (outcome.error or "")[:RESPONSE_KEEP],
+        ),
+    )
