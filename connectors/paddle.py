@@ -151,6 +151,8 @@ class PaddleConnector:
             event_type=str(raw["event_type"]),
             occurred_at=_parse_time(raw.get("occurred_at")),
             livemode=None,
+            # major units derived here, so they always agree with amount_minor
+            amount=to_major(fields["amount_minor"], paddle_exponent(fields["currency"])),
             raw=raw,
             **fields,
         )
@@ -191,7 +193,6 @@ class PaddleConnector:
             payment_key=txn_id,
             currency=currency,
             amount_minor=amount_minor,
-            amount=to_major(amount_minor, paddle_exponent(currency)),
             customer_hint=metadata.get(self.customer_metadata_key) or None,
             psp_customer_id=_optional_str(txn.get("customer_id")),
             attributes=_attributes(
@@ -255,7 +256,6 @@ class PaddleConnector:
             reversal_key=adj_id,
             currency=currency,
             amount_minor=amount_minor,
-            amount=to_major(amount_minor, paddle_exponent(currency)),
             psp_customer_id=_optional_str(adjustment.get("customer_id")),
             attributes=_attributes(action=action, status=status),
             object_ids=object_ids,

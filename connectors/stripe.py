@@ -119,6 +119,8 @@ class StripeConnector:
                 datetime.fromtimestamp(created, UTC) if isinstance(created, int) else None
             ),
             livemode=raw.get("livemode") if isinstance(raw.get("livemode"), bool) else None,
+            # major units derived here, so they always agree with amount_minor
+            amount=to_major(fields["amount_minor"], stripe_exponent(fields["currency"])),
             raw=raw,
             **fields,
         )
@@ -149,7 +151,6 @@ class StripeConnector:
             payment_ids=_ids(object_ids.get("payment_intent"), object_ids.get("charge")),
             currency=currency,
             amount_minor=amount_minor,
-            amount=to_major(amount_minor, stripe_exponent(currency)),
             object_ids=object_ids,
             **self._invoice_fields(invoice),
         )
@@ -207,7 +208,6 @@ class StripeConnector:
             payment_ids=_ids(object_ids.get("payment_intent"), object_ids.get("charge")),
             currency=currency,
             amount_minor=amount_minor,
-            amount=to_major(amount_minor, stripe_exponent(currency)),
             object_ids=object_ids,
             # Only an expanded invoice says these; a plain id gives empty values.
             **self._invoice_fields(_mapping(invoice_ref)),
@@ -245,7 +245,6 @@ class StripeConnector:
             payment_ids=_ids(intent_id, session_id),
             currency=currency,
             amount_minor=amount_minor,
-            amount=to_major(amount_minor, stripe_exponent(currency)),
             customer_hint=self._customer_hint(metadata),
             psp_customer_id=_id_of(session.get("customer")),
             attributes=_attributes(mode=mode, payment_status=status),
@@ -280,7 +279,6 @@ class StripeConnector:
             payment_ids=_ids(intent_id, charge_id),
             currency=currency,
             amount_minor=amount_minor,
-            amount=to_major(amount_minor, stripe_exponent(currency)),
             customer_hint=self._customer_hint(metadata),
             psp_customer_id=_id_of(intent.get("customer")),
             metadata=metadata,
@@ -375,7 +373,6 @@ class StripeConnector:
             covered_by=covered_by,
             currency=currency,
             amount_minor=amount_minor,
-            amount=to_major(amount_minor, stripe_exponent(currency)),
             customer_hint=self._customer_hint(metadata),
             psp_customer_id=_id_of(obj.get("customer")),
             attributes=_attributes(status=obj.get("status"), reason=obj.get("reason")),
