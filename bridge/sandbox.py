@@ -1,7 +1,7 @@
 """A local Credyt-compatible API: wallets, idempotent adjustments, customers, usage events.
 
 The demo, the tests and the benchmarks run the bridge against this sandbox instead of
-the real Credyt API. It speaks the same wire format (see ``shared/credyt-api.md``):
+the real Credyt API. It speaks the same wire format (as Credyt's docs and its official SDK describe it):
 
     POST /customers                              201 {"id": "cust_..."}; 409 on a taken external_id
     GET  /customers/{id}                         200 customer, or 404

@@ -23,8 +23,8 @@ from bridge.servers import serve_in_thread
 from bridge.service import Bridge
 from connectors import paddle, stripe
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-FIXTURES = SHARED / "fixtures"
+# Real and published PSP payloads; tests/fixtures/SOURCES.md says where each came from.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 API_KEY = "key_test_sandbox"
 STRIPE_SECRET = "whsec_test_" + "a" * 32
 STRIPE_SECRET_2 = "whsec_test_" + "b" * 32

@@ -2,7 +2,7 @@
 
 Payloads are Paddle's own: the `data` objects the paddle-python-sdk tests use, wrapped
 in an envelope here, and the SDK's published signature vector (see
-shared/fixtures/SOURCES.md).
+tests/fixtures/SOURCES.md).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from connectors.paddle import (
     sign,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "paddle"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "paddle"
 SECRET = "pdl_ntfset_01hs0t3tw21j988db1pam5xg8m_testsecret"
 OTHER_SECRET = "pdl_ntfset_01hs0t3tw21j988db1pam5xg8m_rotatedsecret"
 OCCURRED_AT = "2024-04-12T10:18:49.738971Z"

@@ -2,7 +2,7 @@
 
 Every test posts real signed bodies to `POST /webhooks/paddle` of a bridge served by
 uvicorn on 127.0.0.1, with a SQLite file and the sandbox on another loopback port.
-Payloads are Paddle's own captures from `../shared/fixtures/paddle/` wrapped in
+Payloads are Paddle's own captures from `tests/fixtures/paddle/` wrapped in
 envelopes, or `connectors.paddle.sample_event` where a currency or origin the
 fixtures lack is needed.
 """
