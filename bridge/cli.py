@@ -518,6 +518,7 @@ def replay(
 async def _replay(
     config: Config, store: Store, rows: Sequence[InboxRow], dry_run: bool
 ) -> list[ReplayOutcome]:
+    from bridge.assets import AssetPrecisions
     from bridge.credyt import CredytClient
     from bridge.customers import CustomerResolver
     from bridge.operations import replay_events
@@ -528,7 +529,12 @@ async def _replay(
         config.credyt.api_url, config.credyt.api_key, timeout=config.credyt.timeout
     )
     try:
-        processor = Processor(store, connector_runtimes(config), CustomerResolver(client, 0))
+        processor = Processor(
+            store,
+            connector_runtimes(config),
+            CustomerResolver(client, 0),
+            assets=AssetPrecisions(client, config.credyt.assets),
+        )
         return await replay_events(processor, rows, dry_run=dry_run)
     finally:
         await client.aclose()

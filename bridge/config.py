@@ -138,6 +138,8 @@ class CredytConfig:
     timeout: float = 10.0
     concurrency: int = 32
     customer_cache: float = 300.0
+    # Decimal places per asset code, ahead of what Credyt's GET /assets/{code} says.
+    assets: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ def parse_config(
 
 
 def _credyt(section: Section) -> CredytConfig:
-    section.only("api_url", "api_key", "timeout", "concurrency", "customer_cache")
+    section.only("api_url", "api_key", "timeout", "concurrency", "customer_cache", "assets")
     api_url = section.text("api_url", CredytConfig.api_url) or CredytConfig.api_url
     if not api_url.startswith(("http://", "https://")):
         section.error("api_url", f"must be an http(s) URL, got {api_url!r}")
@@ -219,7 +221,26 @@ def _credyt(section: Section) -> CredytConfig:
         timeout=section.duration("timeout", 10.0) or 10.0,
         concurrency=section.whole("concurrency", 32, minimum=1),
         customer_cache=section.duration("customer_cache", 300.0) or 0.0,
+        assets=_asset_precisions(section.section("assets")),
     )
+
+
+MAX_PRECISION = 18
+
+
+def _asset_precisions(section: Section) -> dict[str, int]:
+    """`credyt.assets`: asset code -> decimal places, e.g. `{TOK: 0, CREDITS: 4}`."""
+    found: dict[str, int] = {}
+    for code in section.data:
+        if not isinstance(code, str) or not _ASSET.match(code):
+            section.error(str(code), "must be an asset code (2-32 letters, digits or _)")
+            continue
+        places = section.whole(code, 0)
+        if places > MAX_PRECISION:
+            section.error(code, f"must be at most {MAX_PRECISION} decimal places, got {places}")
+            continue
+        found[code.upper()] = places
+    return found
 
 
 def _delivery(section: Section) -> DeliveryConfig:

@@ -11,6 +11,7 @@ import email.utils
 import itertools
 import re
 import time
+import urllib.parse
 from dataclasses import dataclass
 
 import httpx
@@ -29,6 +30,14 @@ class Delivered:
     status_code: int
     body: str
     already_existed: bool
+
+
+@dataclass(frozen=True)
+class Asset:
+    """What `GET /assets/{code}` says about an asset, as far as the bridge uses it."""
+
+    code: str
+    precision: int | None  # decimal places Credyt keeps; None when Credyt does not say
 
 
 # Connections per pooled httpx client. httpcore's pool does work proportional to the
@@ -97,6 +106,24 @@ class CredytClient:
             raise CredytUnavailableError(
                 f"Credyt could not be reached: {type(exc).__name__}: {exc}"
             ) from exc
+
+    async def get_asset(self, code: str) -> Asset:
+        """`GET /assets/{code}`. 404 (no such asset) raises `CredytError`; network
+        failures, 5xx and 429 raise `CredytUnavailableError`, to be tried again."""
+        path = f"/assets/{urllib.parse.quote(code, safe='')}"
+        response = await self._send("GET", path)
+        _raise_for_status(response)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise CredytUnavailableError(f"Credyt answered GET {path} with non-JSON") from exc
+        if not isinstance(data, dict):
+            raise CredytUnavailableError(f"Credyt answered GET {path} with no asset object")
+        precision = data.get("precision")
+        valid = isinstance(precision, int) and not isinstance(precision, bool)
+        if precision is not None and not (valid and 0 <= precision <= 18):
+            raise CredytError(f"Credyt answered asset {code} with precision {precision!r}")
+        return Asset(code=str(data.get("code") or code), precision=precision)
 
 
 def _raise_for_status(response: httpx.Response) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from bridge.assets import AssetPrecisions
 from bridge.config import ConnectorConfig, Rule
 from bridge.customers import CustomerResolver
 from bridge.errors import CredytUnavailableError, EventError, StoreError
@@ -32,6 +33,7 @@ from bridge.rules import (
     PSP_TITLES,
     adjustment_metadata,
     build_credit,
+    credit_asset,
     matching_rules,
     proportional,
     transaction_id,
@@ -72,8 +74,10 @@ class Processor:
         metrics: Metrics | None = None,
         lease: float = 60.0,
         pressure: IngestPressure | None = None,
+        assets: AssetPrecisions | None = None,
     ) -> None:
         self.store = store
+        self.assets = assets  # every credit is cut to its asset's precision
         self.metrics = metrics
         self.pressure = pressure
         self.connectors = connectors
@@ -338,8 +342,22 @@ class Processor:
                 f"{event.event_type} names no customer and no other event of payment "
                 f"{event.payment_key} credited it within {CUSTOMER_HOLD:g}s",
             )
-        adjustments = tuple(build_credit(rule, event, config, customer) for rule in rules)
+        precisions: dict[str, int | None] = {}
+        for rule in rules:
+            asset = credit_asset(rule, event)
+            try:
+                precisions[rule.name] = await self._precision(asset)
+            except CredytUnavailableError as exc:
+                return _later(row, f"Credyt unavailable for the precision of asset {asset}: {exc}")
+        adjustments = tuple(
+            build_credit(rule, event, config, customer, precision=precisions[rule.name])
+            for rule in rules
+        )
         return _processed(row, event, customer, adjustments)
+
+    async def _precision(self, asset: str) -> int | None:
+        """The asset's decimal places (None: no look-up configured, amounts as computed)."""
+        return None if self.assets is None else await self.assets.precision(asset)
 
     async def _reverse(
         self,

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, Inexact, localcontext
 from typing import Any
 
+from bridge.assets import quantize
 from bridge.config import ConnectorConfig, CreditSpec, Rule
 from bridge.events import Kind, PaymentEvent
 from bridge.money import encode_json, format_amount
@@ -79,13 +80,28 @@ def units(rule: Rule, event: PaymentEvent) -> int:
     )
 
 
+def credit_asset(rule: Rule, event: PaymentEvent) -> str:
+    """The asset a credit rule credits: its own `asset`, else the payment's currency."""
+    assert rule.credit is not None
+    return rule.credit.asset or event.currency
+
+
 def build_credit(
-    rule: Rule, event: PaymentEvent, connector: ConnectorConfig, customer_id: str
+    rule: Rule,
+    event: PaymentEvent,
+    connector: ConnectorConfig,
+    customer_id: str,
+    *,
+    precision: int | None = None,
 ) -> NewAdjustment:
+    """The credit `rule` makes of `event`; with `precision`, its amount is cut to that many
+    decimal places toward zero (bridge/assets.py)."""
     spec = rule.credit
     assert spec is not None
-    asset = spec.asset or event.currency
+    asset = credit_asset(rule, event)
     amount = credit_amount(rule, event)
+    if precision is not None:
+        amount = quantize(amount, precision)
     title = PSP_TITLES.get(event.psp, event.psp)
     body: dict[str, Any] = {
         "transaction_id": transaction_id(event.psp, event.payment_key, rule.name),

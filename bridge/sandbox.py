@@ -13,6 +13,7 @@ the real Credyt API. It speaks the same wire format (as Credyt's docs and its of
     GET  /customers/{id}/wallet                  200 {"accounts": [...]}
     GET  /customers/{id}/wallet/{name:ASSET}     200 the account with pending_in/pending_out
     POST /events                                 201 {"accepted", "duplicates"}
+    GET  /assets/{code}                          200 the asset with its `precision`, or 404
 
 Every API request needs the header ``X-CREDYT-API-KEY`` (401 with an empty body
 otherwise) unless the app was built with ``api_key=None``. Request JSON is parsed with
@@ -31,6 +32,7 @@ Control endpoints (no key, never faulted) drive tests and demos over HTTP:
     GET  /_sandbox/state       customers, wallets, adjustments, conflicts, counters, faults
     POST /_sandbox/reset       forget everything
     POST /_sandbox/customers   same keys as SandboxState.add_customer(); 201 {"id": ...}
+    POST /_sandbox/assets      {"code", "precision"}: add a custom asset; 201
 
 Faults apply to API requests only (``only`` narrows them to one group: ``adjustments``,
 ``customers``, ``wallet`` or ``events``), in this order: ``delay`` (every answer waits that
@@ -211,6 +213,10 @@ class SandboxState:
         self.adjustment_requests = 0
         self._by_transaction: dict[str, dict[str, Any]] = {}
         self._event_ids: set[str] = set()
+        self.assets: dict[str, int] = {}  # custom assets added: code -> precision
+        # False: a custom asset nobody added is answered with precision 2, as the wallets
+        # take any asset; True: it is a 404, as in Credyt.
+        self.strict_assets = False
 
     def reset(self) -> None:
         """Forget customers, wallets, records, counters and faults."""
@@ -222,6 +228,7 @@ class SandboxState:
             self.conflicts.clear()
             self._by_transaction.clear()
             self._event_ids.clear()
+            self.assets.clear()
             self.faults = Faults()
             self.request_count = 0
             self.adjustment_requests = 0
@@ -397,6 +404,34 @@ class SandboxState:
                 "received_at": _now(),
             }
         )
+
+    def add_asset(self, code: str, precision: int) -> None:
+        """Create (or redefine) a custom asset with `precision` decimal places."""
+        whole = isinstance(precision, int) and not isinstance(precision, bool)
+        if not whole or not 0 <= precision <= 18:
+            raise _invalid("precision", "precision must be a whole number from 0 to 18.")
+        with self._lock:
+            self.assets[code] = precision
+
+    def asset(self, code: str) -> dict[str, Any]:
+        """The asset as `GET /assets/{code}` answers it (the SDK's GetAssetResponse)."""
+        with self._lock:
+            precision = self.assets.get(code)
+            strict = self.strict_assets
+        if precision is None:
+            precision = iso_precision(code)
+        if precision is None and not strict and _CUSTOM_CODE.match(code):
+            precision = 2
+        if precision is None:
+            raise SandboxError(404, "Asset not found", f"No asset {code}.")
+        return {
+            "code": code,
+            "name": code,
+            "precision": precision,
+            "label": code,
+            "rates": [],
+            "created_at": _SANDBOX_EPOCH,
+        }
 
 
 # --- JSON in and out, exactly -------------------------------------------------------
@@ -852,6 +887,8 @@ def _routes() -> Iterator[Route]:
     yield Route("/customers/{customer_id}/wallet/adjustments", create_adjustment, methods=["POST"])
     yield Route("/customers/{customer_id}/wallet/{account_id}", get_wallet_account, methods=["GET"])
     yield Route("/events", post_events, methods=["POST"])
+    yield Route("/assets/{asset_code}", get_asset, methods=["GET"])
+    yield Route(CONTROL_PREFIX + "assets", control_add_asset, methods=["POST"])
     yield Route(CONTROL_PREFIX + "faults", control_faults, methods=["POST"])
     yield Route(CONTROL_PREFIX + "state", control_state, methods=["GET"])
     yield Route(CONTROL_PREFIX + "reset", control_reset, methods=["POST"])
@@ -941,3 +978,46 @@ def _now() -> datetime:
 
 def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+# --- assets -------------------------------------------------------------------------
+
+# ISO 4217 currencies whose minor unit is not two decimal places. The sandbox answers
+# `GET /assets/{code}` for these with their ISO exponent, for any other three-letter
+# currency code with 2, and for custom assets with what `add_asset` (or
+# `POST /_sandbox/assets`) gave them. Any other code is answered with precision 2, or,
+# with `strict_assets` set, 404 as in Credyt.
+ISO_ZERO_DECIMAL = frozenset(
+    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split()
+)
+ISO_THREE_DECIMAL = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
+ISO_FOUR_DECIMAL = frozenset("CLF UYW".split())
+_CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
+_CUSTOM_CODE = re.compile(r"^[A-Za-z0-9_]{2,32}$")
+_SANDBOX_EPOCH = "2025-01-01T00:00:00.000000Z"
+
+
+def iso_precision(code: str) -> int | None:
+    if not _CURRENCY_CODE.match(code):
+        return None
+    if code in ISO_ZERO_DECIMAL:
+        return 0
+    if code in ISO_THREE_DECIMAL:
+        return 3
+    if code in ISO_FOUR_DECIMAL:
+        return 4
+    return 2
+
+
+async def get_asset(request: Request) -> Response:
+    return ExactJSONResponse(_sandbox(request).asset(request.path_params["asset_code"]))
+
+
+async def control_add_asset(request: Request) -> Response:
+    body = await _json_object(request)
+    check = FieldChecker(body)
+    code = check.required_str("code")
+    precision = body.get("precision")
+    check.done()
+    _sandbox(request).add_asset(code, precision)  # type: ignore[arg-type]
+    return ExactJSONResponse({"code": code, "precision": precision}, status_code=201)

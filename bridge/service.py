@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from bridge.app import WebhookFastPath, create_app
+from bridge.assets import AssetPrecisions
 from bridge.breaker import CircuitBreaker
 from bridge.config import Config, ConnectorConfig
 from bridge.credyt import CredytClient
@@ -87,6 +88,7 @@ class Bridge:
             metrics=self.metrics,
             lease=2 * config.credyt.timeout + 5,
             pressure=self.pressure,
+            assets=AssetPrecisions(self.client, config.credyt.assets),
         )
         self.app: WebhookFastPath = create_app(
             store=self.store,

@@ -205,7 +205,7 @@ def test_customer_found_by_external_id_lookup(running: RunningBridge, sandbox: S
     assert sandbox.state.balance(customer, "USD") == Decimal("75.00")
     assert {a["customer_id"] for a in sandbox.state.adjustments} == {customer}
     lookups = sandbox.state.request_count - sandbox.state.adjustment_requests
-    assert lookups == 1  # cached after the first
+    assert lookups == 2  # one customer and one asset precision, each cached after the first
     assert event_row(running, "evt_l0").customer_id == customer
 
 

@@ -180,12 +180,10 @@ def test_connection_refused_until_credyt_comes_up(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    running = start(
-        make_bridge,
-        tmp_path,
-        url,
-        delivery=SLOW_RETRIES,
-    )
+    # USD's precision from the config: with Credyt refusing from the start, the events
+    # would otherwise wait for it (never guessed) and no delivery would be attempted.
+    config = reliability_config(str(tmp_path / "bridge.db"), url, delivery=SLOW_RETRIES)
+    running = make_bridge(config.replace("credyt:\n", "credyt:\n  assets: {USD: 2}\n", 1))
     state = SandboxState()
     customer = state.add_customer(customer_id="cust_refused_1")
     expected = send_payments(running, customer, 3)
