@@ -13,6 +13,7 @@ from typing import Any
 
 from bridge.assets import quantize
 from bridge.config import ConnectorConfig, CreditSpec, Rule
+from bridge.errors import EventError
 from bridge.events import Kind, PaymentEvent
 from bridge.money import encode_json, format_amount
 from bridge.records import NewAdjustment
@@ -93,9 +94,11 @@ def build_credit(
     customer_id: str,
     *,
     precision: int | None = None,
+    now: datetime | None = None,
 ) -> NewAdjustment:
     """The credit `rule` makes of `event`; with `precision`, its amount is cut to that many
-    decimal places toward zero (bridge/assets.py)."""
+    decimal places toward zero (bridge/assets.py). `now` is the time of crediting, from
+    which a relative expiry counts (default: the clock)."""
     spec = rule.credit
     assert spec is not None
     asset = credit_asset(rule, event)
@@ -112,7 +115,7 @@ def build_credit(
         "description": spec.description or f"{title} payment {event.payment_key}",
         "metadata": adjustment_metadata(rule, event, connector, spec.metadata),
     }
-    expires_at = _expires_at(spec, event)
+    expires_at = _expires_at(spec, event, now or datetime.now(UTC))
     if expires_at is not None:
         body["expires_at"] = expires_at
     return NewAdjustment(
@@ -162,11 +165,26 @@ def adjustment_metadata(
     return metadata
 
 
-def _expires_at(spec: CreditSpec, event: PaymentEvent) -> str | None:
+def _expires_at(spec: CreditSpec, event: PaymentEvent, now: datetime) -> str | None:
+    """When the credit expires. Never a credit that is dead on arrival:
+
+    - a duration (`expires: 7d`) counts from the time of crediting, not from the payment,
+      so a Stripe retry after an outage, a backfill or a replay still grants the full 7
+      days (a live webhook is credited seconds after the payment: the same thing);
+    - `period_end` whose billing period has already ended fails the event with a reason
+      (EventError): the operator decides, e.g. gives the rule a duration and replays it.
+    """
     if spec.expires.kind == "period_end" and event.period_end is not None:
+        if event.period_end <= now:
+            raise EventError(
+                f"the billing period ended at {_rfc3339(event.period_end)}, before this "
+                f"credit was made (expires: period_end): it would reach Credyt already "
+                f"expired. Give the rule a duration (e.g. expires: 7d, counted from "
+                f"crediting) or expires: never, then replay the event"
+            )
         return _rfc3339(event.period_end)
-    if spec.expires.kind == "after" and event.occurred_at is not None:
-        return _rfc3339(event.occurred_at + timedelta(seconds=spec.expires.seconds))
+    if spec.expires.kind == "after":
+        return _rfc3339(now + timedelta(seconds=spec.expires.seconds))
     return None
 
 
