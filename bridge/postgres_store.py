@@ -54,7 +54,7 @@ from bridge.sqlite_store import (
     _outbox_row,
 )
 from bridge.statements import for_psycopg
-from bridge.store import redact_database
+from bridge.store import CLOCK_STEP_SLACK, redact_database
 
 T = TypeVar("T")
 log = structlog.get_logger("bridge.postgres_store")
@@ -378,8 +378,9 @@ class PostgresStore:
     def due_events(self, now: float, limit: int) -> list[InboxRow]:
         rows = self._query(
             f"SELECT {INBOX_COLUMNS}, body FROM inbox WHERE status = 'pending'"
-            " AND next_attempt_at <= %s ORDER BY next_attempt_at, id LIMIT %s",
-            (now, limit),
+            " AND (next_attempt_at <= %s OR updated_at > %s)"
+            " ORDER BY next_attempt_at, id LIMIT %s",
+            (now, now + CLOCK_STEP_SLACK, limit),
         )
         return [_inbox_row(r, bytes(r[13])) for r in rows]
 
@@ -393,11 +394,11 @@ class PostgresStore:
         async def claim(conn: AsyncConn) -> list[InboxRow]:
             cursor = await conn.execute(
                 "WITH due AS (SELECT id FROM inbox WHERE status = 'pending'"
-                " AND next_attempt_at <= %s ORDER BY next_attempt_at, id LIMIT %s"
-                " FOR UPDATE SKIP LOCKED)"
+                " AND (next_attempt_at <= %s OR updated_at > %s)"
+                " ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED)"
                 " UPDATE inbox SET next_attempt_at = %s FROM due WHERE inbox.id = due.id"
                 f" RETURNING {_qualified('inbox', INBOX_COLUMNS)}, inbox.body",
-                (now, limit, now + lease),
+                (now, now + CLOCK_STEP_SLACK, limit, now + lease),
             )
             rows = await cursor.fetchall()
             return sorted((_inbox_row(r, bytes(r[13])) for r in rows), key=lambda r: r.id)
@@ -445,11 +446,19 @@ class PostgresStore:
         async def claim(conn: AsyncConn) -> list[OutboxRow]:
             cursor = await conn.execute(
                 "WITH due AS (SELECT id FROM outbox WHERE status = 'pending'"
-                " AND next_attempt_at <= %s AND (lease_until IS NULL OR lease_until <= %s)"
+                " AND (next_attempt_at <= %s OR updated_at > %s)"
+                " AND (lease_until IS NULL OR lease_until <= %s OR lease_until > %s)"
                 " ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED)"
                 " UPDATE outbox SET lease_until = %s FROM due WHERE outbox.id = due.id"
                 f" RETURNING {_qualified('outbox', OUTBOX_COLUMNS)}",
-                (now, now, limit, now + lease),
+                (
+                    now,
+                    now + CLOCK_STEP_SLACK,
+                    now,
+                    now + lease + CLOCK_STEP_SLACK,
+                    limit,
+                    now + lease,
+                ),
             )
             rows = await cursor.fetchall()
             return sorted((_outbox_row(r) for r in rows), key=lambda r: (r.next_attempt_at, r.id))

@@ -29,6 +29,7 @@ from bridge.records import (
     OutboxRow,
     ProcessingResult,
 )
+from bridge.store import CLOCK_STEP_SLACK
 from bridge.writer import Writer
 
 SCHEMA_VERSION = 2
@@ -312,8 +313,9 @@ class SQLiteStore:
     def due_events(self, now: float, limit: int) -> list[InboxRow]:
         rows = self._query(
             f"SELECT {INBOX_COLUMNS}, body FROM inbox WHERE status = 'pending'"
-            " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
-            (now, limit),
+            " AND (next_attempt_at <= ? OR updated_at > ?)"
+            " ORDER BY next_attempt_at, id LIMIT ?",
+            (now, now + CLOCK_STEP_SLACK, limit),
         )
         return [_inbox_row(r, r[13]) for r in rows]
 
@@ -352,9 +354,10 @@ class SQLiteStore:
         def claim(conn: sqlite3.Connection) -> list[OutboxRow]:
             rows = conn.execute(
                 f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending'"
-                " AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)"
+                " AND (next_attempt_at <= ? OR updated_at > ?)"
+                " AND (lease_until IS NULL OR lease_until <= ? OR lease_until > ?)"
                 " ORDER BY next_attempt_at LIMIT ?",
-                (now, now, limit),
+                (now, now + CLOCK_STEP_SLACK, now, now + lease + CLOCK_STEP_SLACK, limit),
             ).fetchall()
             conn.executemany(
                 "UPDATE outbox SET lease_until = ? WHERE id = ?",

@@ -20,6 +20,13 @@ from bridge.records import (
     ProcessingResult,
 )
 
+# Due times are wall-clock times, so a clock stepped back (NTP, a VM restored, a manual
+# fix) would leave every row scheduled before the step waiting for as long as the step.
+# A row last written more than this far in the future was written by a clock ahead of
+# the current one: it is due now. (Larger than any clock skew between replicas, so one
+# replica never takes another's lease.)
+CLOCK_STEP_SLACK = 60.0
+
 
 class Store(Protocol):
     # the webhook path

@@ -237,7 +237,9 @@ def test_transaction_id_is_unique_and_keeps_the_first_body(store: SQLiteStore) -
 
 
 def test_claim_respects_next_attempt_at_and_leases(store: SQLiteStore) -> None:
-    now = 1_000_000.0
+    # The real clock: record_delivery stamps updated_at with it, and a row updated in
+    # the future (a clock stepped back) is due at once.
+    now = time.time()
     accept(store, "evt_c")
     processed(store, inbox_id(store, "evt_c"), adjustment("tx-c"), now=now)
 

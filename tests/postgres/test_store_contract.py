@@ -130,11 +130,34 @@ def test_accept_is_unique_per_connector_and_event_id(store: Store) -> None:
 
 def test_due_events_respects_time_order_and_limit(store: Store) -> None:
     now = time.time()
-    accept(store, "evt_late", now + 100)
+    accept(store, "evt_late", now + 30)  # within CLOCK_STEP_SLACK: not a clock step
     accept(store, "evt_b", now - 1)
     accept(store, "evt_a", now - 2)
     assert [r.event_id for r in store.due_events(now, 10)] == ["evt_a", "evt_b"]
     assert [r.event_id for r in store.due_events(now, 1)] == ["evt_a"]
+
+
+def test_a_row_written_an_hour_ahead_is_due_now(store: Store) -> None:
+    """Written by a clock an hour ahead of this one (a backward step since): due now."""
+    now = time.time()
+    accept(store, "evt_ahead", now + 3600)
+    accept(store, "evt_soon", now + 30)
+    assert [r.event_id for r in store.due_events(now, 10)] == ["evt_ahead"]
+    if isinstance(store, EventClaims):  # the replicas' claim reads the same rule
+        assert [r.event_id for r in run(store.claim_events(now, 10, 30))] == ["evt_ahead"]
+
+
+
+def test_an_adjustment_queued_an_hour_ahead_is_claimed_now(store: Store) -> None:
+    now = time.time()
+    inbox = accept(store, "evt_q")
+    result = ProcessingResult(
+        inbox, EventStatus.PROCESSED, payment_key="in_1", adjustments=(adjustment("tx-q"),)
+    )
+    run(store.record_processing(result, now + 3600))  # queued by a clock an hour ahead
+    [claimed] = run(store.claim_adjustments(now, 10, lease=30))
+    assert claimed.transaction_id == "tx-q"
+    assert run(store.claim_adjustments(now + 1, 10, lease=30)) == []  # and now leased
 
 
 def test_record_processing_is_one_transaction_with_idempotent_adjustments(store: Store) -> None:
