@@ -36,6 +36,7 @@ import structlog
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTimeout
+from psycopg_pool.base import AttemptWithBackoff
 
 from bridge import statements
 from bridge.errors import StoreError
@@ -71,6 +72,11 @@ PRUNE_BATCH = 2000  # rows deleted per transaction, so the workers are never hel
 LOCK_SPACE = 0x6372  # the first key of the payment advisory locks
 LOCK_WAIT = 30.0  # seconds to wait for another replica to finish with a payment
 LOCK_POLL = 0.05
+# Longest pause between two attempts of a pool to replace a lost connection. The pools'
+# own backoff doubles without a cap (1, 2, 4, 8, 16 s...), so a 40 s outage kept every
+# request failing for 16-21 s after the server was back; one attempt a second per pool
+# is nothing for a server and puts the bridge back within about a second.
+RECONNECT_DELAY_MAX = 1.0
 RETRIES = 3  # a transaction that deadlocked or hit a serialization failure is re-run
 
 AsyncConn = psycopg.AsyncConnection[Any]
@@ -208,7 +214,7 @@ class PostgresStore:
             self._options = _connect_options(url)
             with psycopg.connect(url, **self._options) as conn:
                 migrate(conn)
-            self._reads = ConnectionPool(
+            self._reads = _ReadPool(
                 url,
                 min_size=1,
                 max_size=READ_POOL_MAX,
@@ -227,7 +233,7 @@ class PostgresStore:
             raise
 
     async def _open_pool(self, pool_max: int) -> None:
-        self._pool = AsyncConnectionPool(
+        self._pool = _WritePool(
             self.url,
             min_size=min(2, pool_max),
             max_size=pool_max,
@@ -858,6 +864,28 @@ async def _durable_commits(conn: AsyncConn) -> None:
 async def _notify(conn: AsyncConn, channel: str) -> None:
     """Delivered to every listening replica when the transaction commits."""
     await conn.execute("SELECT pg_notify(%s, '')", (channel,))
+
+
+class _QuickReconnect(AttemptWithBackoff):
+    """psycopg_pool's reconnect backoff, never longer than RECONNECT_DELAY_MAX."""
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_DELAY_MAX)
+
+
+class _WritePool(AsyncConnectionPool[AsyncConn]):
+    async def _add_connection(
+        self, attempt: AttemptWithBackoff | None, growing: bool = False
+    ) -> None:
+        attempt = attempt or _QuickReconnect(timeout=self.reconnect_timeout)
+        await super()._add_connection(attempt, growing)
+
+
+class _ReadPool(ConnectionPool[psycopg.Connection[Any]]):
+    def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        attempt = attempt or _QuickReconnect(timeout=self.reconnect_timeout)
+        super()._add_connection(attempt, growing)
 
 
 def _connect_options(url: str) -> dict[str, Any]:
