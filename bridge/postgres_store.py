@@ -26,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -77,6 +79,7 @@ LOCK_POLL = 0.05
 # request failing for 16-21 s after the server was back; one attempt a second per pool
 # is nothing for a server and puts the bridge back within about a second.
 RECONNECT_DELAY_MAX = 1.0
+READY_PROBE_BYTES = 1024  # the row /readyz inserts (and rolls back): a small webhook's size
 RETRIES = 3  # a transaction that deadlocked or hit a serialization failure is re-run
 
 AsyncConn = psycopg.AsyncConnection[Any]
@@ -309,6 +312,9 @@ class PostgresStore:
                 if attempt == RETRIES:
                     raise StoreError(f"the database refused a write: {_reason(exc)}") from exc
                 log.warning("store_transaction_retried", attempt=attempt, error=_reason(exc))
+            except pg_errors.DiskFull as exc:  # not a lost connection: no reconnect, no retry
+                log.error("store_disk_full", database=self._shown, error=_reason(exc))
+                raise StoreError(f"the database's disk is full: {_reason(exc)}") from exc
             except psycopg.OperationalError as exc:
                 # A connection lost (server restart, failover, idle timeout): drop the
                 # pool's dead connections and run the transaction again. Every write here
@@ -504,14 +510,30 @@ class PostgresStore:
     # -- health -----------------------------------------------------------------------
 
     async def check_writable(self) -> None:
+        """Whether a webhook could be stored now: the heartbeat, and an inbox insert of a
+        webhook-sized row, rolled back. The heartbeat alone is an update in place, which
+        a full disk still allows while every insert fails."""
+
         async def beat(conn: AsyncConn) -> None:
+            now = time.time()
             await conn.execute(
                 "INSERT INTO heartbeat (id, at) VALUES (1, %s)"
                 " ON CONFLICT (id) DO UPDATE SET at = excluded.at",
-                (time.time(),),
+                (now,),
             )
+            async with conn.transaction(force_rollback=True):
+                await conn.execute(
+                    "INSERT INTO inbox (connector, event_id, event_type, received_at, body,"
+                    " status, attempts, next_attempt_at, updated_at)"
+                    " VALUES ('_readyz', %s, '_readyz', %s, %s, 'ignored', 0, %s, %s)",
+                    (uuid.uuid4().hex, now, os.urandom(READY_PROBE_BYTES), now, now),
+                )
 
-        await self._write(beat)
+        try:
+            await self._write(beat)
+        except StoreError as exc:
+            log.warning("store_not_writable", database=self._shown, error=str(exc))
+            raise
 
     # -- operating ----------------------------------------------------------------------
 
