@@ -695,8 +695,14 @@ def _intent_of(payment: str) -> str | None:
 
 
 def _verify_with(body: bytes, header: str, secret: str) -> bool:
+    # Decoded here: stripe before 16 formats a bytes payload as "b'...'" (never matching),
+    # and 16 decodes it without catching a body that is not UTF-8.
     try:
-        stripe.WebhookSignature.verify_header(body, header, secret, tolerance=None)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    try:
+        stripe.WebhookSignature.verify_header(text, header, secret, tolerance=None)
     except stripe.SignatureVerificationError:
         return False
     return True
