@@ -358,11 +358,21 @@ def open_source(
     raise BackfillError(f"connector type {connector.type} has no event list to backfill from")
 
 
+# Events no rule needs to name but a reversal rule depends on: on Stripe API versions
+# from 2025-03-31 an invoice names no PaymentIntent, and only invoice_payment.paid links
+# it to the one its refunds and disputes name.
+LINKING_EVENT_TYPES = {"stripe": ("invoice_payment.paid",)}
+
+
 def rule_event_types(connector: ConnectorConfig) -> list[str]:
-    """The event types the connector's rules act on, in the config's order."""
+    """The event types the connector's rules act on, in the config's order, and the
+    linking events their reversals need."""
     seen: dict[str, None] = {}
     for rule in connector.rules:
         for event_type in rule.on:
+            seen.setdefault(event_type, None)
+    if any(rule.reverse is not None for rule in connector.rules):
+        for event_type in LINKING_EVENT_TYPES.get(connector.type, ()):
             seen.setdefault(event_type, None)
     return list(seen)
 

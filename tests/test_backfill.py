@@ -529,3 +529,67 @@ def test_paddle_backfill_stores_the_sdk_recorded_event_verbatim(
     running.settle()
     total = Decimal(event["data"]["details"]["totals"]["grand_total"]) / 100
     assert sandbox.state.balance(customer, "GBP") == total
+
+
+def test_backfilled_basil_invoice_is_debited_by_its_later_refund(
+    make_bridge: Callable[..., RunningBridge],
+    sandbox: Sandbox,
+    tmp_path: Path,
+    psp_api: tuple[PspApi, str],
+) -> None:
+    """On basil an invoice names no PaymentIntent; invoice_payment.paid links them. No
+    rule uses it, yet backfill must list it once a reversal rule exists."""
+    api, api_url = psp_api
+    config = backfill_config(tmp_path, sandbox.url, api_url)
+    refund_rule = (
+        "      - name: refund\n"
+        "        on: [refund.created, refund.updated]\n"
+        "        reverse: {unknown_original: skip}\n"
+    )
+    text = config.read_text().replace(
+        "          amount: paid\n", "          amount: paid\n" + refund_rule, 1
+    )
+    config.write_text(text)
+    running = make_bridge(config=text)
+    customer = sandbox.state.add_customer()
+
+    created = int(time.time() - 3600)
+    invoice = stripe.sample_event(
+        "invoice.paid",
+        event_id="evt_bf_inv",
+        object_id="in_bfbasil",
+        customer=customer,
+        amount_minor=3000,
+        created=created,
+    )
+    link = stripe.sample_event(
+        "invoice_payment.paid",
+        event_id="evt_bf_inpay",
+        object_id="inpay_bfbasil",
+        payment="in_bfbasil",
+        amount_minor=3000,
+        created=created + 1,
+    )
+    api.stripe_events = [invoice, link]
+
+    env = {"STRIPE_API_KEY": STRIPE_KEY}
+    out = json.loads(
+        run_cli(config, "backfill", "stripe", "--since", "1d", "--json", env=env).stdout
+    )
+    assert "invoice_payment.paid" in out["types"]
+    assert sorted(out["stored_event_ids"]) == ["evt_bf_inpay", "evt_bf_inv"]
+    running.settle()
+    assert sandbox.state.balance(customer, "USD") == Decimal("30.00")
+
+    refund = stripe.sample_event(
+        "refund.created",
+        event_id="evt_bf_re",
+        object_id="re_bfbasil",
+        payment="pi_bfbasil",
+        amount_minor=1000,
+    )
+    assert running.send_stripe(refund).status_code == 200
+    running.settle()
+    row = running.bridge.store.get_event("evt_bf_re")
+    assert row is not None and row.status.value == "processed", row and row.reason
+    assert sandbox.state.balance(customer, "USD") == Decimal("20.00")
