@@ -593,3 +593,18 @@ def test_backfilled_basil_invoice_is_debited_by_its_later_refund(
     row = running.bridge.store.get_event("evt_bf_re")
     assert row is not None and row.status.value == "processed", row and row.reason
     assert sandbox.state.balance(customer, "USD") == Decimal("20.00")
+
+
+def test_api_version_is_a_paddle_version_number_and_only_for_paddle(tmp_path: Path) -> None:
+    from bridge.config import parse_config
+    from bridge.errors import ConfigError
+
+    base = config_text(str(tmp_path / "bridge.db"), "http://127.0.0.1:9")
+    pinned = base.replace("    type: paddle\n", "    type: paddle\n    api_version: 1\n")
+    assert parse_config(pinned, "c.yaml").connectors["paddle"].api_version == "1"
+    for text, words in [
+        (base.replace("    type: stripe\n", "    type: stripe\n    api_version: 1\n"), "only for"),
+        (base.replace("    type: paddle\n", "    type: paddle\n    api_version: v2\n"), "number"),
+    ]:
+        with pytest.raises(ConfigError, match=words):
+            parse_config(text, "c.yaml")
