@@ -285,7 +285,8 @@ def test_backfill_errors_are_one_line(
     (tmp_path / "bridge.db").touch()
     cases = [
         (("backfill", "stripe", "--since", "1d"), {"STRIPE_API_KEY": "sk_test_wrong"}, "Stripe"),
-        (("backfill", "paddle", "--since", "1d"), {"PADDLE_API_KEY": "wrong"}, "Paddle"),
+        # the permission Paddle's API reference gives for listing events
+        (("backfill", "paddle", "--since", "1d"), {"PADDLE_API_KEY": "wrong"}, "notification.read"),
         (("backfill", "stripe", "--since", "1d"), {"STRIPE_API_KEY": ""}, "no API key"),
         (("backfill", "shopify", "--since", "1d"), {}, "no connector 'shopify'"),
     ]
@@ -608,3 +609,40 @@ def test_api_version_is_a_paddle_version_number_and_only_for_paddle(tmp_path: Pa
     ]:
         with pytest.raises(ConfigError, match=words):
             parse_config(text, "c.yaml")
+
+
+def test_stripe_backfill_cut_off_by_5xx_resumes_after_the_last_stored_event(
+    sandbox: Sandbox, tmp_path: Path, recorded: tuple[RecordedApi, str]
+) -> None:
+    api, api_url = recorded
+    api.pages = [
+        (RECORDED / "stripe" / "list-events" / f"page-{n}.json").read_bytes() for n in (1, 2)
+    ]
+    api.failures = {1: [(500, {})] * 3}  # page 2: more than the stripe library's 2 retries
+    config = backfill_config(tmp_path, sandbox.url, api_url)
+    (tmp_path / "bridge.db").touch()
+    env = {"STRIPE_API_KEY": STRIPE_KEY}
+
+    cut = run_cli(config, "backfill", "stripe", "--since", "2d", ok=False, env=env)
+    assert cut.returncode == 1
+    last = cut.stderr.strip().splitlines()[-1]
+    first_page = [e["id"] for e in json.loads(api.pages[0])["data"]]
+    assert f"--resume {first_page[-1]}" in last and "2 missing event(s)" in last, last
+
+    api.queries.clear()
+    resumed = json.loads(
+        run_cli(
+            config,
+            "backfill",
+            "stripe",
+            "--since",
+            "2d",
+            "--resume",
+            first_page[-1],
+            "--json",
+            env=env,
+        ).stdout
+    )
+    assert f"starting_after={first_page[-1]}" in api.queries[0]
+    second_page = [e["id"] for e in json.loads(api.pages[1])["data"]]
+    assert sorted(resumed["stored_event_ids"]) == sorted(second_page)
