@@ -160,6 +160,11 @@ def _stripe_cursor(resume: str | None) -> tuple[int, str | None]:
 _WS = re.compile(r"[ \t\n\r]*")
 
 
+def _skip_ws(text: str, i: int) -> int:
+    found = _WS.match(text, i)
+    return found.end() if found else i
+
+
 def _raw_list(page: str, psp: str) -> tuple[dict[str, Any], list[tuple[dict[str, Any], str]]]:
     """Each element of a list response's top-level `data` array, parsed and as its text.
 
@@ -171,43 +176,43 @@ def _raw_list(page: str, psp: str) -> tuple[dict[str, Any], list[tuple[dict[str,
         parsed = json.loads(page)
         if not isinstance(parsed, dict) or not isinstance(parsed.get("data"), list):
             raise ValueError("no data array")
-        i = _WS.match(page, 0).end()  # type: ignore[union-attr]
+        i = _skip_ws(page, 0)
         if page[i] != "{":
             raise ValueError("not an object")
         i += 1
         while True:
-            i = _WS.match(page, i).end()  # type: ignore[union-attr]
+            i = _skip_ws(page, i)
             name, i = decoder.raw_decode(page, i)
-            i = _WS.match(page, i).end()  # type: ignore[union-attr]
+            i = _skip_ws(page, i)
             if page[i] != ":":
                 raise ValueError("expected ':'")
-            i = _WS.match(page, i + 1).end()  # type: ignore[union-attr]
+            i = _skip_ws(page, i + 1)
             if name == "data" and page[i] == "[":
                 break
             _, i = decoder.raw_decode(page, i)
-            i = _WS.match(page, i).end()  # type: ignore[union-attr]
+            i = _skip_ws(page, i)
             if page[i] != ",":
                 raise ValueError("no data array")
             i += 1
-        spans: list[str] = []
+        spans: list[tuple[Any, str]] = []
         i += 1
         while True:
-            i = _WS.match(page, i).end()  # type: ignore[union-attr]
+            i = _skip_ws(page, i)
             if page[i] == "]":
                 break
             start = i
-            _, i = decoder.raw_decode(page, i)
-            spans.append(page[start:i])
-            i = _WS.match(page, i).end()  # type: ignore[union-attr]
+            element, i = decoder.raw_decode(page, i)
+            spans.append((element, page[start:i]))
+            i = _skip_ws(page, i)
             if page[i] == ",":
                 i += 1
     except (ValueError, IndexError) as exc:
         raise BackfillError(f"{psp}'s event list is not the JSON list it should be") from exc
     items = parsed["data"]
-    if len(spans) != len(items):  # a duplicated "data" key: trust neither
+    if [element for element, _ in spans] != items:  # a duplicated "data" key: trust neither
         raise BackfillError(f"{psp}'s event list is not the JSON list it should be")
     out: list[tuple[dict[str, Any], str]] = []
-    for item, raw in zip(items, spans, strict=True):
+    for item, (_, raw) in zip(items, spans, strict=True):
         if not isinstance(item, dict) or not item.get("id" if psp == "Stripe" else "event_id"):
             raise BackfillError(f"{psp} listed an event without an id")
         if psp == "Stripe" and not item.get("type"):

@@ -646,3 +646,31 @@ def test_stripe_backfill_cut_off_by_5xx_resumes_after_the_last_stored_event(
     assert f"starting_after={first_page[-1]}" in api.queries[0]
     second_page = [e["id"] for e in json.loads(api.pages[1])["data"]]
     assert sorted(resumed["stored_event_ids"]) == sorted(second_page)
+
+
+def test_each_listed_event_is_cut_from_the_response_text_exactly() -> None:
+    from bridge.backfill import BackfillError, _raw_list
+
+    page = (
+        '{ "object" : "list",\n "url": "/v1/events", "has_more": false,\n'
+        '  "data" :[\n  {"id": "evt_1", "type": "invoice.paid", "data": {"object": {"x": 1.50}}}'
+        ' ,{"id":"evt_2","type":"invoice.paid","data":{"object":{"data":[1]}}}\n ] }'
+    )
+    parsed, items = _raw_list(page, "Stripe")
+    assert parsed["has_more"] is False
+    assert [raw for _, raw in items] == [
+        '{"id": "evt_1", "type": "invoice.paid", "data": {"object": {"x": 1.50}}}',
+        '{"id":"evt_2","type":"invoice.paid","data":{"object":{"data":[1]}}}',
+    ]
+    assert '"x": 1.50' in items[0][1]  # not re-encoded as 1.5
+    for bad in (
+        '{"data": [{"id": "evt_1", "type": "a"}], "data": []}',  # which one did it mean?
+        '{"data": [{"id": "evt_1", "type": "a"}], "data": [{"id": "evt_2", "type": "a"}]}',
+        '{"data": {"id": "evt_1"}}',
+        '[{"id": "evt_1", "type": "a"}]',
+        '{"data": [{"type": "a"}]}',
+        '{"data": [{"id": "evt_1", "type": "a"}',
+        "",
+    ):
+        with pytest.raises(BackfillError):
+            _raw_list(bad, "Stripe")
