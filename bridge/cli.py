@@ -647,15 +647,30 @@ def prune(config_path: str | None, older_than: str | None) -> None:
     metavar="DURATION",
     help="How far back to list, e.g. 3d (Stripe keeps 30 days, Paddle 90).",
 )
+@click.option(
+    "--resume",
+    "resume",
+    metavar="CURSOR",
+    default=None,
+    help="Continue a run that stopped, after the cursor its error printed.",
+)
 @json_option
 @bridge_errors
-def backfill(config_path: str | None, connector_ref: str, since_text: str, as_json: bool) -> None:
+def backfill(
+    config_path: str | None,
+    connector_ref: str,
+    since_text: str,
+    resume: str | None,
+    as_json: bool,
+) -> None:
     """Store the PSP's recent events that the bridge never received.
 
     Lists the event types the connector's rules use through the PSP's API (key:
     $STRIPE_API_KEY / $PADDLE_API_KEY, else the connector's api_key in the config),
     every page, and stores each event the inbox lacks as a received webhook; the
-    running bridge then processes it. Running it again changes nothing.
+    running bridge then processes it. Running it again changes nothing. A run that
+    stops (the PSP still failing after its retries) prints a cursor: the same
+    command with `--resume CURSOR` goes on from there.
 
     \b
     Example:
@@ -663,6 +678,7 @@ def backfill(config_path: str | None, connector_ref: str, since_text: str, as_js
     """
     from bridge.backfill import (
         API_KEY_VARIABLES,
+        BackfillError,
         BackfillSummary,
         open_source,
         rule_event_types,
@@ -690,14 +706,24 @@ def backfill(config_path: str | None, connector_ref: str, since_text: str, as_js
             since = time.time() - min(wanted, source.retention)
             summary = BackfillSummary(connector.name, since, types)
             with click.progressbar(
-                source.events(since, types),
+                source.events(since, types, resume),
                 label=f"listing {source.psp} events ({', '.join(types)})",
                 file=sys.stderr,
                 show_pos=True,
             ) as listed:
-                asyncio.run(
-                    run_backfill(store, connector, make_connector(connector), listed, summary)
-                )
+                try:
+                    asyncio.run(
+                        run_backfill(store, connector, make_connector(connector), listed, summary)
+                    )
+                except BackfillError as exc:
+                    cursor = source.cursor or resume
+                    if not cursor:
+                        raise
+                    raise BackfillError(
+                        f"{exc}; {len(summary.stored)} missing event(s) were stored before it "
+                        f"stopped; to go on from there: credyt-bridge backfill {connector_ref} "
+                        f"--since {since_text} --resume {cursor}"
+                    ) from exc
         finally:
             source.close()
     if as_json:

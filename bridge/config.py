@@ -129,6 +129,9 @@ class ConnectorConfig:
     # For `credyt-bridge backfill`: the PSP's API key and, for tests or a proxy, its base URL.
     api_key: str | None = None
     api_base: str | None = None
+    # Paddle only: the `Paddle-Version` header backfill sends, so listed events have the
+    # shape of the notification destination's webhooks.
+    api_version: str = "1"
 
 
 @dataclass(frozen=True)
@@ -290,6 +293,7 @@ def _connector(name: str, section: Section) -> ConnectorConfig:
         "rules",
         "api_key",
         "api_base",
+        "api_version",
     )
     if not _CONNECTOR_NAME.match(name):
         section.error(
@@ -326,7 +330,22 @@ def _connector(name: str, section: Section) -> ConnectorConfig:
         rules=rules,
         api_key=section.text("api_key") or None,
         api_base=_api_base(section),
+        api_version=_api_version(section, kind),
     )
+
+
+def _api_version(section: Section, kind: str) -> str:
+    value = section.text("api_version")
+    if value is None:
+        return "1"
+    if kind != "paddle":
+        section.error(
+            "api_version",
+            "only for paddle (Stripe lists each event in the API version it was created with)",
+        )
+    elif not value.isdigit():
+        section.error("api_version", f"must be a Paddle API version number, got {value!r}")
+    return value
 
 
 def _api_base(section: Section) -> str | None:

@@ -82,6 +82,10 @@ class PaymentEvent:
     payment_ids: tuple[str, ...] = ()
     customer_hint: str | None = None  # Credyt customer id found in PSP metadata
     psp_customer_id: str | None = None  # cus_... / ctm_...: Credyt external_id lookup
+    # Whether another event of the same payment can still name the customer when this
+    # one names none (invoice_payment.paid: its invoice.paid will). False for a guest
+    # checkout: nothing will, so the event fails at once instead of being held.
+    customer_later: bool = True
     livemode: bool | None = None
     # Values rule conditions match on: billing_reason, origin, status, mode...
     attributes: Mapping[str, str] = field(default_factory=dict)

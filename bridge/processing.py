@@ -246,12 +246,10 @@ class Processor:
     ) -> ProcessingResult:
         rules = matching_rules(event, config)
         if not rules:
-            return ProcessingResult(
-                row.id,
-                EventStatus.IGNORED,
-                f"no rule of connector {config.name} matches this {event.event_type}",
-                payment_key=event.payment_key,
-            )
+            why = f"no rule of connector {config.name} matches this {event.event_type}"
+            if event.kind is Kind.PAYMENT and event.amount_minor <= 0:
+                why = f"payment {event.payment_key} paid nothing; {why} with a fixed amount"
+            return ProcessingResult(row.id, EventStatus.IGNORED, why, payment_key=event.payment_key)
         recorded = self._recorded_for(event)
         if event.kind is Kind.PAYMENT:
             return await self._credit(row, event, config, rules, recorded)
@@ -325,7 +323,7 @@ class Processor:
                     f"{credits[0].payment_key}",
                     payment_key=event.payment_key,
                 )
-        if event.customer_hint or event.psp_customer_id:
+        if event.customer_hint or event.psp_customer_id or not event.customer_later:
             customer = await self.resolver.resolve(event, config.customer_metadata_key)
         elif credits:
             customer = credits[0].customer_id

@@ -38,8 +38,20 @@ def matching_rules(event: PaymentEvent, connector: ConnectorConfig) -> list[Rule
         if event.event_type in rule.on
         and rule.action == wanted_action
         and conditions_hold(rule, event)
+        and not _pays_nothing(rule, event)
     ]
     return found[:1] if connector.match == "first" else found
+
+
+def _pays_nothing(rule: Rule, event: PaymentEvent) -> bool:
+    """An `amount: paid` rule has nothing to credit on a 0.00 payment; a fixed amount
+    (1,000 credits a month) is granted even when a coupon made the invoice free."""
+    return (
+        event.kind is Kind.PAYMENT
+        and rule.credit is not None
+        and rule.credit.amount is None
+        and event.amount_minor <= 0
+    )
 
 
 def conditions_hold(rule: Rule, event: PaymentEvent) -> bool:

@@ -170,8 +170,8 @@ class PaddleConnector:
         amount_minor = parse_minor(
             grand_total, field=f"transaction {txn_id} details.totals.grand_total"
         )
-        if amount_minor == 0:
-            return Ignored(f"transaction {txn_id} has a zero grand_total")
+        # A zero grand_total (a 100% discount) is a payment still: fixed-amount rules
+        # grant on it, `amount: paid` rules skip it (bridge.rules).
         if amount_minor < 0:
             raise EventError(f"transaction {txn_id} has a negative grand_total ({amount_minor})")
         currency = _required_str(txn, "currency_code", f"transaction {txn_id}").upper()

@@ -128,9 +128,19 @@ class StripeConnector:
     def _invoice_paid(self, raw: Raw, invoice: Raw) -> Normalized:
         """invoice.paid / invoice.payment_succeeded: the invoice's amount_paid, keyed by invoice."""
         invoice_id = _required_str(invoice, "id")
-        amount_minor = parse_minor(invoice.get("amount_paid"), field="invoice.amount_paid")
-        if amount_minor <= 0:
+        status = invoice.get("status")
+        if isinstance(status, str) and status != "paid":
+            return Ignored(f"invoice {invoice_id} has status {status}: it paid nothing yet")
+        if "amount_paid" not in invoice and invoice.get("paid") is True:
+            # Before amount_paid existed (API versions until 2018) a paid invoice had
+            # paid its amount_due, as the API itself reported it then.
+            amount_minor = parse_minor(invoice.get("amount_due"), field="invoice.amount_due")
+        else:
+            amount_minor = parse_minor(invoice.get("amount_paid"), field="invoice.amount_paid")
+        if amount_minor < 0:
             return Ignored(f"invoice {invoice_id} paid nothing (amount_paid {amount_minor})")
+        # 0.00 (a 100% coupon) is a payment still: fixed-amount rules grant on it, and
+        # `amount: paid` rules skip it (bridge.rules).
         currency = _required_str(invoice, "currency").upper()
         subscription_details = _subscription_details(invoice)
         object_ids = {"invoice": invoice_id}
@@ -247,6 +257,9 @@ class StripeConnector:
             amount_minor=amount_minor,
             customer_hint=self._customer_hint(metadata),
             psp_customer_id=_id_of(session.get("customer")),
+            # A guest checkout (a Payment Link without customer creation) names no
+            # customer and no invoice: no later event of the payment will name one.
+            customer_later=bool(invoice_id),
             attributes=_attributes(mode=mode, payment_status=status),
             metadata=metadata,
             object_ids=object_ids,
@@ -695,8 +708,14 @@ def _intent_of(payment: str) -> str | None:
 
 
 def _verify_with(body: bytes, header: str, secret: str) -> bool:
+    # Decoded here: stripe before 16 formats a bytes payload as "b'...'" (never matching),
+    # and 16 decodes it without catching a body that is not UTF-8.
     try:
-        stripe.WebhookSignature.verify_header(body, header, secret, tolerance=None)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    try:
+        stripe.WebhookSignature.verify_header(text, header, secret, tolerance=None)
     except stripe.SignatureVerificationError:
         return False
     return True

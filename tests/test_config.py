@@ -353,18 +353,19 @@ def test_check_prints_the_rules_table() -> None:
     header = next(line for line in result.stdout.splitlines() if line.startswith("connector"))
     assert header.split() == ["connector", "rule", "on", "when", "does"]
     row = next(line for line in result.stdout.splitlines() if "subscription-payment" in line)
-    assert row.split()[:3] == ["stripe", "subscription-payment", "invoice.paid"]
+    assert row.split()[:2] == ["stripe", "subscription-payment"]
+    assert row.split()[2].startswith("invoice.paid")
     assert "credit paid" in row and "external_topup" in row
 
 
 def test_check_names_file_line_and_key_on_a_typo(tmp_path: Path) -> None:
     path = tmp_path / "typo.yaml"
-    text = EXAMPLE.read_text().replace("on: invoice.paid", "on: invoice.payed", 1)
+    text = EXAMPLE.read_text().replace("on: [invoice.paid,", "on: [invoice.payed,", 1)
     path.write_text(text)
     result = cli("check", "--config", str(path), env=EXAMPLE_ENV)
     assert result.returncode == 1
     assert result.stdout == ""
-    line = line_of(text, "on: invoice.payed")
+    line = line_of(text, "on: [invoice.payed,")
     assert (
         f"{path}:{line}: connectors.stripe.rules[0].on: unknown stripe event type" in result.stderr
     )

@@ -422,12 +422,12 @@ def test_zero_decimal_currencies_are_whole_units(currency: str, amount: Decimal)
     assert event.amount == amount
 
 
-def test_zero_grand_total_is_ignored() -> None:
+def test_zero_grand_total_is_a_payment_of_nothing() -> None:
+    # A 100% discount: fixed-amount rules still grant on it (`amount: paid` rules skip it).
     data = load("transaction.completed.data.json")
     data["details"]["totals"]["grand_total"] = "0"
-    assert reason(connector().normalize(wrap("transaction.completed", data))) == (
-        "transaction txn_01hv8wptq8987qeep44cyrewp9 has a zero grand_total"
-    )
+    event = connector().normalize(wrap("transaction.completed", data))
+    assert isinstance(event, PaymentEvent) and event.amount_minor == 0
 
 
 def test_payment_method_change_is_ignored() -> None:

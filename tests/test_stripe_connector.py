@@ -423,9 +423,17 @@ def test_period_end_is_the_latest_line_end() -> None:
     assert event.quantity == 4
 
 
-def test_zero_amount_invoice_is_ignored() -> None:
+def test_zero_amount_invoice_is_a_payment_of_nothing() -> None:
+    # A 100% coupon: fixed-amount rules still grant on it (`amount: paid` rules skip it).
     raw = load(PRE_BASIL / "invoice.paid.json")
     raw["data"]["object"]["amount_paid"] = 0
+    event = payment(genuine_connector().normalize(raw))
+    assert (event.amount_minor, event.amount) == (0, 0)
+
+
+def test_negative_amount_invoice_is_ignored() -> None:
+    raw = load(PRE_BASIL / "invoice.paid.json")
+    raw["data"]["object"]["amount_paid"] = -1
     result = genuine_connector().normalize(raw)
     assert isinstance(result, Ignored) and "paid nothing" in result.reason
 
