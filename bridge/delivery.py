@@ -3,6 +3,13 @@
 An async worker with a concurrency limit over one pooled httpx client. It wakes as
 soon as the processor records work (and polls once a second for rows another process
 put back), so delivery follows receipt within milliseconds.
+
+A 409 is confirmed, not assumed: the deliverer reads the transaction back
+(`GET /customers/{id}/wallet/transactions/{transaction_id}`). Same asset and amount:
+`delivered` (already existed). None under that id: the 409 was about something else, so
+the row is tried again with backoff (the attempt counts). A different one: a real
+conflict under one transaction id; the row goes `dead` with both versions in its error,
+and `bridge_adjustment_conflicts` counts it.
 """
 
 from __future__ import annotations
@@ -11,12 +18,13 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 import structlog
 
 from bridge.breaker import CircuitBreaker
 from bridge.config import DeliveryConfig
-from bridge.credyt import CredytClient
+from bridge.credyt import CredytClient, Delivered
 from bridge.errors import CredytError, CredytUnavailableError, StoreError
 from bridge.metrics import Metrics
 from bridge.pressure import IngestPressure
@@ -191,8 +199,11 @@ class Deliverer:
         )
         started = time.time()
         clock = time.perf_counter()
+        conflict: DeliveryOutcome | None = None
         try:
             answer = await self.client.create_adjustment(row.customer_id, row.body)
+            if answer.already_existed:
+                conflict = await self._confirm(row, answer, started, clock, bound)
         except CredytUnavailableError as exc:
             self.breaker.record_failure(exc.retry_after, probe=probe)
             if probe:
@@ -222,21 +233,71 @@ class Deliverer:
             bound.error("delivery_refused", status_code=exc.status_code, error=str(exc))
         else:
             self.breaker.record_success()
-            outcome = DeliveryOutcome(
-                row.id,
-                AdjustmentStatus.DELIVERED,
-                started,
-                _ms(clock),
-                status_code=answer.status_code,
-                error=answer.body if answer.already_existed else None,
-            )
-            bound.info(
-                "delivery_succeeded",
-                status_code=answer.status_code,
-                already_existed=answer.already_existed,
-            )
+            if answer.already_existed and conflict is not None:
+                outcome = conflict
+            else:
+                outcome = DeliveryOutcome(
+                    row.id,
+                    AdjustmentStatus.DELIVERED,
+                    started,
+                    _ms(clock),
+                    status_code=answer.status_code,
+                    error=answer.body if answer.already_existed else None,
+                )
+                bound.info(
+                    "delivery_succeeded",
+                    status_code=answer.status_code,
+                    already_existed=answer.already_existed,
+                )
         if await self._record(outcome, bound):
             self._observe(row, outcome)
+
+    async def _confirm(
+        self,
+        row: OutboxRow,
+        answer: Delivered,
+        started: float,
+        clock: float,
+        bound: structlog.BoundLogger,
+    ) -> DeliveryOutcome | None:
+        """Read a 409's transaction back. None: Credyt holds this very adjustment (it is
+        delivered); otherwise the outcome for a missing or a different one."""
+        recorded = await self.client.get_transaction(row.customer_id, row.transaction_id)
+        if recorded is None:
+            unconfirmed = CredytUnavailableError(
+                f"Credyt answered 409 but holds no transaction {row.transaction_id} for "
+                f"customer {row.customer_id}; not counted as delivered: {answer.body}",
+                status_code=409,
+            )
+            outcome = self._retry_or_die(row, started, clock, unconfirmed)
+            bound.warning(
+                "delivery_conflict_unconfirmed",
+                status_code=409,
+                status=outcome.status.value,
+                retry_in=None
+                if outcome.next_attempt_at is None
+                else round(outcome.next_attempt_at - started, 3),
+            )
+            return outcome
+        if recorded.asset == row.asset and _same_amount(row.amount, recorded.amount):
+            return None
+        self.metrics.adjustment_conflicts.inc()
+        error = (
+            f"conflict: Credyt holds a different adjustment under transaction_id "
+            f"{row.transaction_id}. Credyt has {recorded.asset} {recorded.amount} "
+            f"({recorded.body}); the bridge meant {row.asset} {row.amount} ({row.body})"
+        )
+        bound.error(
+            "delivery_conflict",
+            status_code=409,
+            credyt_asset=recorded.asset,
+            credyt_amount=str(recorded.amount),
+            asset=row.asset,
+            amount=row.amount,
+        )
+        return DeliveryOutcome(
+            row.id, AdjustmentStatus.DEAD, started, _ms(clock), status_code=409, error=error
+        )
 
     async def _record(self, outcome: DeliveryOutcome, bound: structlog.BoundLogger) -> bool:
         """Record an outcome, retrying while the store can not write (a full disk...).
@@ -308,6 +369,13 @@ class Deliverer:
             status_code=exc.status_code,
             error=error,
         )
+
+
+def _same_amount(meant: str, recorded: Decimal) -> bool:
+    try:
+        return Decimal(meant) == recorded
+    except InvalidOperation:
+        return False
 
 
 def _ms(clock: float) -> float:

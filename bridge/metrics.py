@@ -37,6 +37,12 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.adjustment_conflicts = Counter(
+            "bridge_adjustment_conflicts",
+            "Adjustments Credyt answered 409 for while holding a different asset or amount "
+            "under their transaction id; each goes dead with both versions in its error.",
+            registry=r,
+        )
         self.adjusted = Counter(
             "bridge_adjusted_amount",
             "Sum of delivered adjustment amounts in major units, by "
