@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -90,7 +91,11 @@ class Deliverer:
         lease: float = 60.0,
         breaker: CircuitBreaker | None = None,
         pressure: IngestPressure | None = None,
+        environment: Callable[[], str | None] | None = None,
     ) -> None:
+        # The Credyt environment the API key is for (`live`/`test`), None until Credyt
+        # has accepted the key: nothing is claimed meanwhile. Without it: never held.
+        self.environment = environment
         self.metrics = metrics or Metrics()
         self.pressure = pressure
         self.store = store
@@ -113,6 +118,9 @@ class Deliverer:
     async def run(self) -> None:
         while not self._stopping:
             self._wake.clear()
+            if self.environment is not None and self.environment() is None:
+                await self._wait(POLL_SECONDS)  # the key is not accepted (yet): hold
+                continue
             free = self.concurrency - len(self._tasks)
             limit = await self.pressure.admit() if self.pressure is not None else None
             if limit is not None:  # a burst of webhooks: leave the CPU to the receiver

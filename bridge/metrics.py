@@ -67,6 +67,12 @@ class Metrics:
             "Age of the oldest adjustment not yet delivered (0 when none).",
             registry=r,
         )
+        self.credyt_key_accepted = Gauge(
+            "bridge_credyt_key_accepted",
+            "1 once Credyt accepted the API key (GET /accounts/self) for an environment "
+            "every connector's mode fits, else 0; nothing is delivered while 0.",
+            registry=r,
+        )
         self.breaker_open = Gauge(
             "bridge_breaker_open",
             "1 while the delivery circuit breaker is open (Credyt failing; probing), else 0.",

@@ -20,6 +20,7 @@ from bridge.app import WebhookFastPath, create_app
 from bridge.breaker import CircuitBreaker
 from bridge.config import Config, ConnectorConfig
 from bridge.credyt import CredytClient
+from bridge.credyt_key import KeyCheck
 from bridge.customers import CustomerResolver
 from bridge.delivery import Deliverer, RetryPolicy
 from bridge.metrics import Metrics
@@ -65,6 +66,7 @@ class Bridge:
             max_connections=config.credyt.concurrency,
         )
         self.resolver = CustomerResolver(self.client, config.credyt.customer_cache)
+        self.key_check = KeyCheck(self.client, config.connectors, self.metrics)
         self.pressure = IngestPressure()
         self.deliverer = Deliverer(
             self.store,
@@ -78,6 +80,7 @@ class Bridge:
             ),
             lease=2 * config.credyt.timeout + 5,
             pressure=self.pressure,
+            environment=lambda: self.key_check.environment,
         )
         self.processor = Processor(
             self.store,
@@ -97,6 +100,7 @@ class Bridge:
             on_scrape=self.refresh_gauges,
             lifespan=self.lifespan,
             extra_routes=self._admin_routes(),
+            not_ready=lambda: self.key_check.problem,
         )
 
     def _accepted(self) -> None:
@@ -132,10 +136,16 @@ class Bridge:
 
     @asynccontextmanager
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
+        # A key for the other environment stops the start (ConfigError); a rejected key
+        # or an unreachable Credyt does not: it is checked again, and nothing is
+        # delivered (and /readyz fails) until Credyt accepts it.
+        accepted = await self.key_check.attempt()
         workers = [
             asyncio.create_task(self.processor.run(), name="processor"),
             asyncio.create_task(self.deliverer.run(), name="deliverer"),
         ]
+        if not accepted:
+            workers.append(asyncio.create_task(self.key_check.run(), name="credyt-key-check"))
         # Several replicas on one database: another one's new work wakes these workers.
         unsubscribe = (
             self.store.subscribe(events=self.processor.wake, adjustments=self.deliverer.wake)
