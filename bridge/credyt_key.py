@@ -3,8 +3,9 @@
 `GET /accounts/self` names the account behind the key and its environment (`live` or
 `test`). `credyt-bridge check --online` asks once; `serve` asks before its workers start
 and, while Credyt can not be reached or rejects the key, again with a growing delay.
-Until Credyt has accepted the key, `/readyz` answers 503 with the reason,
-`bridge_credyt_key_accepted` is 0 and nothing is delivered.
+Until Credyt has accepted the key, `/readyz` answers 503 with the reason and
+`bridge_credyt_key_accepted` is 0; an adjustment queued for a named environment
+(`live`/`test`) waits for it, since it must never go to the other one.
 
 A connector with `mode: live` never runs on a `test` key, nor `mode: test` on a live
 one: `check --online` exits non-zero and `serve` refuses to start (`ConfigError`).

@@ -25,7 +25,7 @@ import structlog
 
 from bridge.breaker import CircuitBreaker
 from bridge.config import DeliveryConfig
-from bridge.credyt import CredytClient, Delivered
+from bridge.credyt import AccountContext, CredytClient, Delivered
 from bridge.errors import CredytError, CredytUnavailableError, StoreError
 from bridge.metrics import Metrics
 from bridge.pressure import IngestPressure
@@ -35,6 +35,7 @@ from bridge.store import Store
 log = structlog.get_logger("bridge.delivery")
 
 POLL_SECONDS = 1.0
+KEY_WAIT = 5.0  # seconds a row for a named environment waits for the key check again
 
 
 @dataclass(frozen=True)
@@ -91,10 +92,11 @@ class Deliverer:
         lease: float = 60.0,
         breaker: CircuitBreaker | None = None,
         pressure: IngestPressure | None = None,
-        environment: Callable[[], str | None] | None = None,
+        environment: Callable[[], AccountContext | None] | None = None,
     ) -> None:
-        # The Credyt environment the API key is for (`live`/`test`), None until Credyt
-        # has accepted the key: nothing is claimed meanwhile. Without it: never held.
+        # The Credyt account and environment the API key is for, None until Credyt has
+        # accepted the key. A row queued for another environment or account is never
+        # sent; one queued for a named environment waits until the key's is known.
         self.environment = environment
         self.metrics = metrics or Metrics()
         self.pressure = pressure
@@ -118,9 +120,6 @@ class Deliverer:
     async def run(self) -> None:
         while not self._stopping:
             self._wake.clear()
-            if self.environment is not None and self.environment() is None:
-                await self._wait(POLL_SECONDS)  # the key is not accepted (yet): hold
-                continue
             free = self.concurrency - len(self._tasks)
             limit = await self.pressure.admit() if self.pressure is not None else None
             if limit is not None:  # a burst of webhooks: leave the CPU to the receiver
@@ -207,6 +206,35 @@ class Deliverer:
         )
         started = time.time()
         clock = time.perf_counter()
+        if self._target_unknown(row):
+            outcome = DeliveryOutcome(
+                row.id,
+                AdjustmentStatus.PENDING,
+                started,
+                _ms(clock),
+                next_attempt_at=started + KEY_WAIT,
+                error=f"waiting: queued for Credyt {row.credyt_environment or 'any'} "
+                "environment; Credyt has not yet confirmed which environment the API key "
+                "is for",
+                counted=False,
+            )
+            if await self._record(outcome, bound):
+                self._observe(row, outcome)
+            return
+        elsewhere = self._wrong_target(row)
+        if elsewhere is not None:
+            bound.error(
+                "delivery_wrong_environment",
+                credyt_environment=row.credyt_environment,
+                credyt_account=row.credyt_account,
+                error=elsewhere,
+            )
+            outcome = DeliveryOutcome(
+                row.id, AdjustmentStatus.DEAD, started, _ms(clock), error=elsewhere
+            )
+            if await self._record(outcome, bound):
+                self._observe(row, outcome)
+            return
         conflict: DeliveryOutcome | None = None
         try:
             answer = await self.client.create_adjustment(row.customer_id, row.body)
@@ -259,6 +287,30 @@ class Deliverer:
                 )
         if await self._record(outcome, bound):
             self._observe(row, outcome)
+
+    def _target_unknown(self, row: OutboxRow) -> bool:
+        """A row for a named environment or account, while the key's is not known."""
+        if self.environment is None or self.environment() is not None:
+            return False
+        return row.credyt_environment is not None or row.credyt_account is not None
+
+    def _wrong_target(self, row: OutboxRow) -> str | None:
+        """Why `row` must not go to the Credyt the key is for, or None."""
+        account = self.environment() if self.environment is not None else None
+        if account is None:
+            return None
+        wrong_environment = row.credyt_environment not in (None, account.environment)
+        wrong_account = row.credyt_account not in (None, account.account_id)
+        if not (wrong_environment or wrong_account):
+            return None
+        queued_for = f"Credyt {row.credyt_environment or 'any'} environment" + (
+            f" (account {row.credyt_account})" if row.credyt_account else ""
+        )
+        return (
+            f"held, not sent: queued for {queued_for}, but the API key is for the "
+            f"{account.environment} environment (account {account.account_id}). Run with "
+            "a key for that environment and account, then `credyt-bridge outbox retry`"
+        )
 
     async def _confirm(
         self,

@@ -70,7 +70,7 @@ class Metrics:
         self.credyt_key_accepted = Gauge(
             "bridge_credyt_key_accepted",
             "1 once Credyt accepted the API key (GET /accounts/self) for an environment "
-            "every connector's mode fits, else 0; nothing is delivered while 0.",
+            "every connector's mode fits, else 0.",
             registry=r,
         )
         self.breaker_open = Gauge(

@@ -80,7 +80,7 @@ class Bridge:
             ),
             lease=2 * config.credyt.timeout + 5,
             pressure=self.pressure,
-            environment=lambda: self.key_check.environment,
+            environment=lambda: self.key_check.account,
         )
         self.processor = Processor(
             self.store,
@@ -91,6 +91,7 @@ class Bridge:
             lease=2 * config.credyt.timeout + 5,
             pressure=self.pressure,
         )
+        self.processor.credyt_target = self._credyt_target
         self.app: WebhookFastPath = create_app(
             store=self.store,
             connectors={name: rt.connector for name, rt in self.connectors.items()},
@@ -102,6 +103,10 @@ class Bridge:
             extra_routes=self._admin_routes(),
             not_ready=lambda: self.key_check.problem,
         )
+
+    def _credyt_target(self) -> tuple[str | None, str | None]:
+        account = self.key_check.account
+        return (None, None) if account is None else (account.environment, account.account_id)
 
     def _accepted(self) -> None:
         self.pressure.note()
