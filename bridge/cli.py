@@ -216,6 +216,13 @@ def config_warnings(config: Config) -> list[str]:
 @click.option("--rate-limit-next", default=0, type=int, help="Answer the next N calls 429.")
 @click.option("--retry-after", default=None, type=float, help="Retry-After seconds on those 429s.")
 @click.option("--delay", default=0.0, type=float, help="Seconds to wait before every answer.")
+@click.option(
+    "--environment",
+    type=click.Choice(["test", "live"]),
+    default="test",
+    show_default=True,
+    help="What GET /accounts/self says the key is for.",
+)
 def sandbox(
     host: str,
     port: int,
@@ -226,6 +233,7 @@ def sandbox(
     rate_limit_next: int,
     retry_after: float | None,
     delay: float,
+    environment: str,
 ) -> None:
     """Run the local Credyt-compatible API used by the demo and the tests.
 
@@ -243,6 +251,7 @@ def sandbox(
         port,
         api_key=api_key,
         customers=customers,
+        environment=environment,
         fail_next=fail_next,
         fail_status=fail_status,
         rate_limit_next=rate_limit_next,

@@ -952,6 +952,7 @@ def serve_sandbox(
     *,
     api_key: str | None = "key_sandbox",
     customers: Sequence[str] = (),
+    environment: str = "test",
     **faults: Unpack[FaultSettings],
 ) -> None:
     """Run the sandbox until interrupted.
@@ -960,6 +961,7 @@ def serve_sandbox(
     to make the customer findable by `GET /customers?external_id=`.
     """
     state = SandboxState()
+    state.environment = environment
     for entry in customers:
         customer_id, _, external_id = entry.partition("=")
         state.add_customer(customer_id=customer_id, external_id=external_id or None)

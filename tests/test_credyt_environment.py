@@ -91,3 +91,43 @@ def test_a_test_credit_queued_while_credyt_was_down_never_reaches_live(
         )
     assert len(sandbox.state.adjustments) == 1
     assert sandbox.state.balance(customer, "USD") == Decimal("20.00")
+
+
+def test_a_row_for_a_named_environment_waits_while_the_key_is_unknown(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    customer = sandbox.state.add_customer()
+    with bridge_in("test", sandbox, tmp_path) as bridge:
+        sandbox.state.inject(fail_next=100_000, fail_status=503, only="adjustments")
+        event = stripe.sample_event(
+            "invoice.paid", event_id="evt_wait", object_id="in_wait", customer=customer
+        )
+        raw = json.dumps(event).encode()
+        httpx.post(
+            f"{bridge.url}/webhooks/stripe",  # type: ignore[attr-defined]
+            content=raw,
+            headers=stripe.sign(raw, STRIPE_SECRET),
+        )
+        wait_until(lambda: bool(bridge.store.list_adjustments()), what="the row")
+
+    # Restarted with the live key while Credyt is down altogether: the key is unknown.
+    sandbox.state.environment = "live"
+    sandbox.state.inject(fail_next=100_000, fail_status=503)
+    with bridge_in("live", sandbox, tmp_path) as bridge:
+
+        def waiting() -> bool:
+            (row,) = bridge.store.list_adjustments()
+            return (row.last_error or "").startswith("waiting: queued for Credyt test")
+
+        wait_until(waiting, what="the row to wait for the key")
+        sent_while_down = sandbox.state.adjustment_requests
+        sandbox.state.inject()  # Credyt is back; the key check finds a live key
+        wait_until(
+            lambda: bridge.store.list_adjustments()[0].status is AdjustmentStatus.DEAD,
+            20,
+            "the row to be held",
+        )
+        (held,) = bridge.store.list_adjustments()
+        assert "held, not sent" in (held.last_error or "")
+        assert sandbox.state.adjustment_requests == sent_while_down  # none since restart
+    assert sandbox.state.adjustments == []

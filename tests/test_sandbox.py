@@ -427,3 +427,34 @@ def test_bad_usage_events_are_refused(client: httpx.Client, customer: str) -> No
     assert {"events[0].event_type", "events[0].occurred_at"} <= set(bad.json()["errors"])
     nobody = send_events(client, {"customer_id": "cust_nobody", "events": [usage("e", "1")]})
     assert nobody.status_code == 404
+
+
+def test_the_sandbox_command_serves_the_environment_it_is_given() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "sandbox", "--port", str(port), "--environment", "live"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                answer = httpx.get(
+                    f"http://127.0.0.1:{port}/accounts/self",
+                    headers={"X-CREDYT-API-KEY": "key_sandbox"},
+                )
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the sandbox did not start"
+                time.sleep(0.05)
+        assert answer.status_code == 200 and answer.json()["environment"] == "live"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
