@@ -119,12 +119,12 @@ def test_a_row_for_a_named_environment_waits_while_the_key_is_unknown(
             (row,) = bridge.store.list_adjustments()
             return (row.last_error or "").startswith("waiting: queued for Credyt test")
 
-        wait_until(waiting, what="the row to wait for the key")
+        wait_until(waiting, 30, "the row to wait for the key")
         sent_while_down = sandbox.state.adjustment_requests
         sandbox.state.inject()  # Credyt is back; the key check finds a live key
         wait_until(
             lambda: bridge.store.list_adjustments()[0].status is AdjustmentStatus.DEAD,
-            20,
+            30,
             "the row to be held",
         )
         (held,) = bridge.store.list_adjustments()

@@ -118,7 +118,11 @@ def test_malformed_customer_ids_never_reach_a_request_path(
         stripe.sample_event("invoice.paid", event_id="evt_ok", object_id="in_ok", customer=good)
     )
     running.settle()
-    assert sandbox.state.requests == [f"POST /customers/{good}/wallet/adjustments"]
+    # The key check at start, then the one valid adjustment: nothing else was asked.
+    assert sandbox.state.requests == [
+        "GET /accounts/self",
+        f"POST /customers/{good}/wallet/adjustments",
+    ]
     assert sandbox.state.balance(good, "USD") == Decimal("20.00")
     for n, bad in enumerate(MALFORMED):
         for event_id in (f"evt_bad{n}", f"evt_pbad{n}"):
