@@ -206,6 +206,8 @@ class Deliverer:
         )
         started = time.time()
         clock = time.perf_counter()
+        if probe and (self._target_unknown(row) or self._wrong_target(row) is not None):
+            self.breaker.cancel_probe()  # this row is not sent, so it proves nothing
         if self._target_unknown(row):
             outcome = DeliveryOutcome(
                 row.id,
