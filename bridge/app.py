@@ -46,6 +46,7 @@ def create_app(
     on_scrape: Callable[[], None] = lambda: None,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
     extra_routes: list[Route] | None = None,
+    not_ready: Callable[[], str | None] = lambda: None,
 ) -> WebhookFastPath:
     async def receive_webhook(request: Request, name: str) -> Response:
         received = time.time()
@@ -83,6 +84,9 @@ def create_app(
             await store.check_writable()
         except StoreError as exc:
             return _json(503, status="unavailable", error=str(exc))
+        problem = not_ready()  # e.g. Credyt has not accepted the API key yet
+        if problem is not None:
+            return _json(503, status="unavailable", error=problem)
         return _json(200, status="ready")
 
     async def metrics_endpoint(_: Request) -> Response:

@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from bridge.config import Config, ConnectorConfig, load_config
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, CredytUnavailableError
 from bridge.logs import configure_logging
 
 if TYPE_CHECKING:
+    from bridge.credyt import AccountContext
     from bridge.operations import ReplayOutcome
     from bridge.records import InboxRow
     from bridge.store import Store
@@ -132,13 +133,23 @@ def serve(config_path: str | None, host: str, port: int, forwarded_allow_ips: st
 
 @cli.command()
 @config_option
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also ask Credyt (GET /accounts/self) whether it accepts the API key, and "
+    "check that every connector's mode fits the key's environment.",
+)
 @bridge_errors
-def check(config_path: str | None) -> None:
+def check(config_path: str | None, online: bool) -> None:
     """Validate the config and print its rules.
+
+    With --online, also check the Credyt API key: a rejected key, an unreachable
+    Credyt, or a `mode: live` connector on a test key (or the reverse) is one line
+    and exit status 1.
 
     \b
     Example:
-      credyt-bridge check --config config.yaml
+      credyt-bridge check --config config.yaml --online
     """
     from bridge.report import rules_table
 
@@ -147,6 +158,29 @@ def check(config_path: str | None) -> None:
     click.echo(rules_table(config))
     for warning in config_warnings(config):
         click.echo(f"warning: {warning}", err=True)
+    if online:
+        account = asyncio.run(_check_key_online(config))
+        click.echo(
+            f"Credyt: API key accepted, account {account.account_id}, "
+            f"{account.environment} environment"
+        )
+
+
+async def _check_key_online(config: Config) -> AccountContext:
+    from bridge.credyt import CredytClient
+    from bridge.credyt_key import check_key
+
+    client = CredytClient(
+        config.credyt.api_url, config.credyt.api_key, timeout=config.credyt.timeout
+    )
+    try:
+        return await check_key(client, config.connectors)
+    except CredytUnavailableError as exc:
+        raise CredytUnavailableError(
+            f"Credyt could not check the API key at {config.credyt.api_url}: {exc}"
+        ) from exc
+    finally:
+        await client.aclose()
 
 
 def config_warnings(config: Config) -> list[str]:
@@ -182,6 +216,13 @@ def config_warnings(config: Config) -> list[str]:
 @click.option("--rate-limit-next", default=0, type=int, help="Answer the next N calls 429.")
 @click.option("--retry-after", default=None, type=float, help="Retry-After seconds on those 429s.")
 @click.option("--delay", default=0.0, type=float, help="Seconds to wait before every answer.")
+@click.option(
+    "--environment",
+    type=click.Choice(["test", "live"]),
+    default="test",
+    show_default=True,
+    help="What GET /accounts/self says the key is for.",
+)
 def sandbox(
     host: str,
     port: int,
@@ -192,6 +233,7 @@ def sandbox(
     rate_limit_next: int,
     retry_after: float | None,
     delay: float,
+    environment: str,
 ) -> None:
     """Run the local Credyt-compatible API used by the demo and the tests.
 
@@ -209,6 +251,7 @@ def sandbox(
         port,
         api_key=api_key,
         customers=customers,
+        environment=environment,
         fail_next=fail_next,
         fail_status=fail_status,
         rate_limit_next=rate_limit_next,

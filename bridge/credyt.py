@@ -3,16 +3,23 @@
 Retries belong to the deliverer (the outbox is the retry queue). This module only
 sorts Credyt's answers: delivered, retry later (`CredytUnavailableError`), or refused
 (`CredytError`, kept for the operator).
+
+It speaks Credyt's published contract (the official SDK, `credyt-api`, is the
+reference; tests/test_credyt_contract.py holds the sandbox to it): every path argument
+is URL-encoded as the SDK does, redirects are never followed, and
+`GET /customers?external_id=X` answers 303 (found: the id is in `Location`) or 404.
 """
 
 from __future__ import annotations
 
 import email.utils
 import itertools
+import json
 import re
 import time
-import urllib.parse
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
@@ -23,6 +30,15 @@ from bridge.errors import CredytError, CredytUnavailableError
 RETRYABLE_STATUS = frozenset({401, 403, 408, 425, 429}) | frozenset(range(500, 600))
 ERROR_KEEP = 2000
 _SECONDS = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9})?$")
+# A Credyt customer id as the bridge accepts it anywhere (Credyt's own: cust_ + 26
+# lowercase alphanumerics): letters, digits, `_` and `-`, at most 64 characters.
+CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CUSTOMER_LOCATION = re.compile(r"^/customers/([^/?#]+)/?$")
+
+
+def path_arg(value: str) -> str:
+    """One URL path segment, percent-encoded as the SDK encodes path arguments."""
+    return quote(value, safe="")
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,26 @@ class Asset:
 
     code: str
     precision: int | None  # decimal places Credyt keeps; None when Credyt does not say
+
+
+@dataclass(frozen=True)
+class RecordedTransaction:
+    """What Credyt holds under a transaction id (`GET .../wallet/transactions/{id}`)."""
+
+    transaction_id: str
+    asset: str
+    amount: Decimal
+    account_id: str
+    body: str  # Credyt's answer, trimmed, for the operator
+
+
+@dataclass(frozen=True)
+class AccountContext:
+    """The Credyt account behind the API key (`GET /accounts/self`)."""
+
+    account_id: str
+    environment: str  # live | test
+    name: str | None
 
 
 # Connections per pooled httpx client. httpcore's pool does work proportional to the
@@ -70,7 +106,7 @@ class CredytClient:
     async def create_adjustment(self, customer_id: str, body: str) -> Delivered:
         response = await self._send(
             "POST",
-            f"/customers/{customer_id}/wallet/adjustments",
+            f"/customers/{path_arg(customer_id)}/wallet/adjustments",
             content=body.encode(),
             headers={"Content-Type": "application/json"},
         )
@@ -80,24 +116,90 @@ class CredytClient:
         return Delivered(response.status_code, response.text[:ERROR_KEEP], already_existed=False)
 
     async def find_customer(self, external_id: str) -> str | None:
-        """The Credyt customer id whose external_id is `external_id`, or None."""
+        """The Credyt customer id whose external_id is `external_id`, or None.
+
+        Credyt answers 303 See Other to `/customers/{id}` when a customer matches and 404
+        when none does. Retryable answers raise `CredytUnavailableError`; anything else
+        (400, 422, a 2xx page, another 3xx, a Location naming no valid customer id)
+        raises `CredytError` carrying Credyt's answer."""
         response = await self._send("GET", "/customers", params={"external_id": external_id})
+        code = response.status_code
+        if code == 404:
+            return None
+        if code == 303:
+            location = response.headers.get("location", "")
+            match = _CUSTOMER_LOCATION.match(urlsplit(location).path)
+            customer_id = unquote(match.group(1)) if match else ""
+            if not CUSTOMER_ID.match(customer_id):
+                raise CredytError(
+                    f"Credyt answered 303 with a Location that names no valid customer id: "
+                    f"{location[:200]!r}",
+                    status_code=code,
+                )
+            return customer_id
+        _raise_for_status(response)
+        raise CredytError(
+            f"Credyt answered {code} where its contract says 303 or 404"
+            + (f": {response.text[:200]}" if response.text else ""),
+            status_code=code,
+            body=response.text[:ERROR_KEEP],
+        )
+
+    async def get_transaction(
+        self, customer_id: str, transaction_id: str
+    ) -> RecordedTransaction | None:
+        """The adjustment Credyt holds under `transaction_id` for this customer, or None."""
+        response = await self._send(
+            "GET",
+            f"/customers/{path_arg(customer_id)}/wallet/transactions/{path_arg(transaction_id)}",
+        )
+        if response.status_code == 404:
+            return None
         _raise_for_status(response)
         try:
-            items = response.json().get("items") or []
-        except ValueError as exc:
-            raise CredytUnavailableError(
-                "Credyt answered the customer lookup with non-JSON"
+            data = json.loads(response.text, parse_float=Decimal)
+            amount = Decimal(str(data["amount"]))
+            asset, account = str(data["asset"]), str(data.get("account_id") or "")
+        except (ValueError, KeyError, TypeError, InvalidOperation) as exc:
+            raise CredytError(
+                f"Credyt answered the transaction read-back with an unreadable body: "
+                f"{type(exc).__name__}",
+                status_code=response.status_code,
+                body=response.text[:ERROR_KEEP],
             ) from exc
-        for item in items:
-            if isinstance(item, dict) and item.get("external_id") == external_id and item.get("id"):
-                return str(item["id"])
-        return None
+        return RecordedTransaction(
+            transaction_id, asset, amount, account, response.text[:ERROR_KEEP]
+        )
+
+    async def account(self) -> AccountContext:
+        """The account behind the API key; a rejected key raises `CredytError` (401)."""
+        response = await self._send("GET", "/accounts/self")
+        _raise_for_status(response)
+        try:
+            data = response.json()
+            environment = data["environment"]
+            if environment not in ("live", "test"):
+                raise ValueError(f"environment {environment!r}")
+            name = data.get("name")
+            return AccountContext(
+                str(data["account_id"]), environment, None if name is None else str(name)
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CredytError(
+                f"Credyt answered /accounts/self with an unreadable body: {exc}",
+                status_code=response.status_code,
+                body=response.text[:ERROR_KEEP],
+            ) from exc
 
     async def _send(self, method: str, url: str, **kwargs: object) -> httpx.Response:
         try:
             client = next(self._turn)
-            return await client.request(method, url, **kwargs)  # type: ignore[arg-type]
+            return await client.request(
+                method,
+                url,
+                follow_redirects=False,
+                **kwargs,  # type: ignore[arg-type]
+            )
         except httpx.TimeoutException as exc:
             raise CredytUnavailableError(
                 f"Credyt did not answer in time ({type(exc).__name__})"
@@ -110,7 +212,7 @@ class CredytClient:
     async def get_asset(self, code: str) -> Asset:
         """`GET /assets/{code}`. 404 (no such asset) raises `CredytError`; network
         failures, 5xx and 429 raise `CredytUnavailableError`, to be tried again."""
-        path = f"/assets/{urllib.parse.quote(code, safe='')}"
+        path = f"/assets/{path_arg(code)}"
         response = await self._send("GET", path)
         _raise_for_status(response)
         try:

@@ -1,8 +1,17 @@
 """Which Credyt customer a payment belongs to.
 
 First the PSP's own metadata (`credyt_customer_id` by default), then Credyt's
-`GET /customers?external_id=<PSP customer id>`, cached. A lookup that could not reach
-Credyt is not a verdict: it raises `CredytUnavailableError` and the event is tried again.
+`GET /customers?external_id=<PSP customer id>`, cached. What each answer does:
+
+- metadata id: untrusted (Paddle.js lets the browser set `custom_data`), so it must be
+  letters, digits, `_` and `-`, at most 64 characters; otherwise the event fails
+  (`InvalidCustomerIdError`) and nothing is sent;
+- 303 See Other: found; the id is taken from `Location` (and checked the same way);
+- 404: no such customer; the event fails (`CustomerNotFoundError`), replayable;
+- a retryable answer (network, timeout, 401/403, 408, 425, 429, 5xx) is not a verdict:
+  `CredytUnavailableError`, and the event is tried again later;
+- any other answer (400, 422, an unexpected 2xx or 3xx) fails the event with Credyt's
+  answer in the reason (`CustomerLookupError`).
 """
 
 from __future__ import annotations
@@ -10,8 +19,14 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bridge.credyt import CredytClient
-from bridge.errors import CustomerNotFoundError
+from bridge.credyt import CUSTOMER_ID, CredytClient
+from bridge.errors import (
+    CredytError,
+    CredytUnavailableError,
+    CustomerLookupError,
+    CustomerNotFoundError,
+    InvalidCustomerIdError,
+)
 from bridge.events import PaymentEvent
 
 
@@ -24,19 +39,27 @@ class CustomerResolver:
 
     async def resolve(self, event: PaymentEvent, metadata_key: str) -> str:
         if event.customer_hint:
-            return event.customer_hint
+            return checked_customer_id(event.customer_hint, f"{metadata_key} in the metadata")
         external_id = event.psp_customer_id
         if not external_id:
             raise CustomerNotFoundError(
                 f"no {metadata_key} in the payment's metadata and no PSP customer id to look up"
             )
-        found = await self.find_by_external_id(external_id)
+        try:
+            found = await self.find_by_external_id(external_id)
+        except CredytUnavailableError:
+            raise
+        except CredytError as exc:
+            raise CustomerLookupError(
+                f"no {metadata_key} in the payment's metadata, and Credyt refused the look-up "
+                f"of external_id {external_id}: {exc}"
+            ) from exc
         if found is None:
             raise CustomerNotFoundError(
                 f"no {metadata_key} in the payment's metadata and no Credyt customer with "
                 f"external_id {external_id}"
             )
-        return found
+        return checked_customer_id(found, f"the customer Credyt found for {external_id}")
 
     async def find_by_external_id(self, external_id: str) -> str | None:
         cached = self._cache.get(external_id)
@@ -51,3 +74,14 @@ class CustomerResolver:
         if customer_id is not None and self._ttl > 0:
             self._cache[external_id] = (customer_id, time.monotonic() + self._ttl)
         return customer_id
+
+
+def checked_customer_id(value: object, source: str) -> str:
+    """`value` if it is a safe Credyt customer id, else `InvalidCustomerIdError`."""
+    if isinstance(value, str) and CUSTOMER_ID.match(value):
+        return value
+    shown = repr(value)[:80]
+    raise InvalidCustomerIdError(
+        f"{source} is not a valid Credyt customer id ({shown}): it must be 1 to 64 letters, "
+        "digits, '_' or '-'"
+    )

@@ -3,6 +3,13 @@
 An async worker with a concurrency limit over one pooled httpx client. It wakes as
 soon as the processor records work (and polls once a second for rows another process
 put back), so delivery follows receipt within milliseconds.
+
+A 409 is confirmed, not assumed: the deliverer reads the transaction back
+(`GET /customers/{id}/wallet/transactions/{transaction_id}`). Same asset and amount:
+`delivered` (already existed). None under that id: the 409 was about something else, so
+the row is tried again with backoff (the attempt counts). A different one: a real
+conflict under one transaction id; the row goes `dead` with both versions in its error,
+and `bridge_adjustment_conflicts` counts it.
 """
 
 from __future__ import annotations
@@ -10,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 import structlog
 
 from bridge.breaker import CircuitBreaker
 from bridge.config import DeliveryConfig
-from bridge.credyt import CredytClient
+from bridge.credyt import AccountContext, CredytClient, Delivered
 from bridge.errors import CredytError, CredytUnavailableError, StoreError
 from bridge.metrics import Metrics
 from bridge.pressure import IngestPressure
@@ -26,6 +35,7 @@ from bridge.store import Store
 log = structlog.get_logger("bridge.delivery")
 
 POLL_SECONDS = 1.0
+KEY_WAIT = 5.0  # seconds a row for a named environment waits for the key check again
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,12 @@ class Deliverer:
         lease: float = 60.0,
         breaker: CircuitBreaker | None = None,
         pressure: IngestPressure | None = None,
+        environment: Callable[[], AccountContext | None] | None = None,
     ) -> None:
+        # The Credyt account and environment the API key is for, None until Credyt has
+        # accepted the key. A row queued for another environment or account is never
+        # sent; one queued for a named environment waits until the key's is known.
+        self.environment = environment
         self.metrics = metrics or Metrics()
         self.pressure = pressure
         self.store = store
@@ -191,8 +206,42 @@ class Deliverer:
         )
         started = time.time()
         clock = time.perf_counter()
+        if probe and (self._target_unknown(row) or self._wrong_target(row) is not None):
+            self.breaker.cancel_probe()  # this row is not sent, so it proves nothing
+        if self._target_unknown(row):
+            outcome = DeliveryOutcome(
+                row.id,
+                AdjustmentStatus.PENDING,
+                started,
+                _ms(clock),
+                next_attempt_at=started + KEY_WAIT,
+                error=f"waiting: queued for Credyt {row.credyt_environment or 'any'} "
+                "environment; Credyt has not yet confirmed which environment the API key "
+                "is for",
+                counted=False,
+            )
+            if await self._record(outcome, bound):
+                self._observe(row, outcome)
+            return
+        elsewhere = self._wrong_target(row)
+        if elsewhere is not None:
+            bound.error(
+                "delivery_wrong_environment",
+                credyt_environment=row.credyt_environment,
+                credyt_account=row.credyt_account,
+                error=elsewhere,
+            )
+            outcome = DeliveryOutcome(
+                row.id, AdjustmentStatus.DEAD, started, _ms(clock), error=elsewhere
+            )
+            if await self._record(outcome, bound):
+                self._observe(row, outcome)
+            return
+        conflict: DeliveryOutcome | None = None
         try:
             answer = await self.client.create_adjustment(row.customer_id, row.body)
+            if answer.already_existed:
+                conflict = await self._confirm(row, answer, started, clock, bound)
         except CredytUnavailableError as exc:
             self.breaker.record_failure(exc.retry_after, probe=probe)
             if probe:
@@ -222,21 +271,95 @@ class Deliverer:
             bound.error("delivery_refused", status_code=exc.status_code, error=str(exc))
         else:
             self.breaker.record_success()
-            outcome = DeliveryOutcome(
-                row.id,
-                AdjustmentStatus.DELIVERED,
-                started,
-                _ms(clock),
-                status_code=answer.status_code,
-                error=answer.body if answer.already_existed else None,
-            )
-            bound.info(
-                "delivery_succeeded",
-                status_code=answer.status_code,
-                already_existed=answer.already_existed,
-            )
+            if answer.already_existed and conflict is not None:
+                outcome = conflict
+            else:
+                outcome = DeliveryOutcome(
+                    row.id,
+                    AdjustmentStatus.DELIVERED,
+                    started,
+                    _ms(clock),
+                    status_code=answer.status_code,
+                    error=answer.body if answer.already_existed else None,
+                )
+                bound.info(
+                    "delivery_succeeded",
+                    status_code=answer.status_code,
+                    already_existed=answer.already_existed,
+                )
         if await self._record(outcome, bound):
             self._observe(row, outcome)
+
+    def _target_unknown(self, row: OutboxRow) -> bool:
+        """A row for a named environment or account, while the key's is not known."""
+        if self.environment is None or self.environment() is not None:
+            return False
+        return row.credyt_environment is not None or row.credyt_account is not None
+
+    def _wrong_target(self, row: OutboxRow) -> str | None:
+        """Why `row` must not go to the Credyt the key is for, or None."""
+        account = self.environment() if self.environment is not None else None
+        if account is None:
+            return None
+        wrong_environment = row.credyt_environment not in (None, account.environment)
+        wrong_account = row.credyt_account not in (None, account.account_id)
+        if not (wrong_environment or wrong_account):
+            return None
+        queued_for = f"Credyt {row.credyt_environment or 'any'} environment" + (
+            f" (account {row.credyt_account})" if row.credyt_account else ""
+        )
+        return (
+            f"held, not sent: queued for {queued_for}, but the API key is for the "
+            f"{account.environment} environment (account {account.account_id}). Run with "
+            "a key for that environment and account, then `credyt-bridge outbox retry`"
+        )
+
+    async def _confirm(
+        self,
+        row: OutboxRow,
+        answer: Delivered,
+        started: float,
+        clock: float,
+        bound: structlog.BoundLogger,
+    ) -> DeliveryOutcome | None:
+        """Read a 409's transaction back. None: Credyt holds this very adjustment (it is
+        delivered); otherwise the outcome for a missing or a different one."""
+        recorded = await self.client.get_transaction(row.customer_id, row.transaction_id)
+        if recorded is None:
+            unconfirmed = CredytUnavailableError(
+                f"Credyt answered 409 but holds no transaction {row.transaction_id} for "
+                f"customer {row.customer_id}; not counted as delivered: {answer.body}",
+                status_code=409,
+            )
+            outcome = self._retry_or_die(row, started, clock, unconfirmed)
+            bound.warning(
+                "delivery_conflict_unconfirmed",
+                status_code=409,
+                status=outcome.status.value,
+                retry_in=None
+                if outcome.next_attempt_at is None
+                else round(outcome.next_attempt_at - started, 3),
+            )
+            return outcome
+        if recorded.asset == row.asset and _same_amount(row.amount, recorded.amount):
+            return None
+        self.metrics.adjustment_conflicts.inc()
+        error = (
+            f"conflict: Credyt holds a different adjustment under transaction_id "
+            f"{row.transaction_id}. Credyt has {recorded.asset} {recorded.amount} "
+            f"({recorded.body}); the bridge meant {row.asset} {row.amount} ({row.body})"
+        )
+        bound.error(
+            "delivery_conflict",
+            status_code=409,
+            credyt_asset=recorded.asset,
+            credyt_amount=str(recorded.amount),
+            asset=row.asset,
+            amount=row.amount,
+        )
+        return DeliveryOutcome(
+            row.id, AdjustmentStatus.DEAD, started, _ms(clock), status_code=409, error=error
+        )
 
     async def _record(self, outcome: DeliveryOutcome, bound: structlog.BoundLogger) -> bool:
         """Record an outcome, retrying while the store can not write (a full disk...).
@@ -308,6 +431,13 @@ class Deliverer:
             status_code=exc.status_code,
             error=error,
         )
+
+
+def _same_amount(meant: str, recorded: Decimal) -> bool:
+    try:
+        return Decimal(meant) == recorded
+    except InvalidOperation:
+        return False
 
 
 def _ms(clock: float) -> float:

@@ -10,7 +10,9 @@ BridgeError
 ├── StoreError               the store could not commit (the receiver answers 503)
 ├── EventError               an accepted event can not become adjustments;
 │   │                        the event ends `failed` with this message
-│   └── CustomerNotFoundError
+│   ├── CustomerNotFoundError   no metadata id, and Credyt's look-up answered 404
+│   ├── CustomerLookupError     Credyt refused the look-up (400, 422, an odd 3xx...)
+│   └── InvalidCustomerIdError  a customer id from PSP metadata is not a safe id
 └── CredytError              Credyt answered badly or could not be reached
     └── CredytUnavailableError  network failure, timeout, 408/425/429/5xx: try later
 """
@@ -62,6 +64,14 @@ class EventError(BridgeError):
 
 class CustomerNotFoundError(EventError):
     """Neither the metadata nor a Credyt lookup names the customer."""
+
+
+class CustomerLookupError(EventError):
+    """Credyt gave the customer look-up a final answer that is not 303 or 404."""
+
+
+class InvalidCustomerIdError(EventError):
+    """A customer id from the PSP's metadata is not letters, digits, `_`, `-` (<= 64)."""
 
 
 class CredytError(BridgeError):

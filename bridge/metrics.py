@@ -37,6 +37,12 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.adjustment_conflicts = Counter(
+            "bridge_adjustment_conflicts",
+            "Adjustments Credyt answered 409 for while holding a different asset or amount "
+            "under their transaction id; each goes dead with both versions in its error.",
+            registry=r,
+        )
         self.adjusted = Counter(
             "bridge_adjusted_amount",
             "Sum of delivered adjustment amounts in major units, by "
@@ -59,6 +65,12 @@ class Metrics:
         self.oldest_pending = Gauge(
             "bridge_oldest_pending_adjustment_seconds",
             "Age of the oldest adjustment not yet delivered (0 when none).",
+            registry=r,
+        )
+        self.credyt_key_accepted = Gauge(
+            "bridge_credyt_key_accepted",
+            "1 once Credyt accepted the API key (GET /accounts/self) for an environment "
+            "every connector's mode fits, else 0.",
             registry=r,
         )
         self.breaker_open = Gauge(

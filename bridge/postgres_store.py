@@ -62,7 +62,7 @@ from bridge.store import CLOCK_STEP_SLACK, redact_database
 T = TypeVar("T")
 log = structlog.get_logger("bridge.postgres_store")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATION_LOCK = 0x637265647974  # pg_advisory_xact_lock key: "credyt"
 EVENTS_CHANNEL = "bridge_events"
 ADJUSTMENTS_CHANNEL = "bridge_adjustments"
@@ -166,7 +166,13 @@ _MIGRATION_V2 = (
 
 # Each migration brings the schema from version N-1 to N (the same steps as the SQLite
 # store's); all run in one transaction.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _MIGRATION_V1, 2: _MIGRATION_V2}
+# Which Credyt environment (live/test) and account an adjustment is for (NULL: any).
+_MIGRATION_V3 = (
+    "ALTER TABLE outbox ADD COLUMN credyt_environment text",
+    "ALTER TABLE outbox ADD COLUMN credyt_account text",
+)
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _MIGRATION_V1, 2: _MIGRATION_V2, 3: _MIGRATION_V3}
 
 
 def migrate(conn: psycopg.Connection[Any]) -> int:

@@ -83,6 +83,9 @@ class Processor:
         self.connectors = connectors
         self.resolver = resolver
         self.on_adjustments = on_adjustments
+        # (environment, account) of the Credyt API key, once Credyt has named them; the
+        # bridge sets it from its start-up key check. See `for_credyt`.
+        self.credyt_target: Callable[[], tuple[str | None, str | None]] = lambda: (None, None)
         self._wake = asyncio.Event()
         self._stopping = False
         self._concurrency = concurrency
@@ -193,6 +196,7 @@ class Processor:
 
     async def record(self, row: InboxRow, result: ProcessingResult) -> int:
         """Record what `process` made of `row`; returns how many adjustments were new."""
+        result = self.for_credyt(row, result)
         new = await self.store.record_processing(result, time.time())
         if self.metrics is not None:
             self.metrics.events_processed.labels(row.connector, result.status.value).inc()
@@ -208,6 +212,25 @@ class Processor:
         if new:
             self.on_adjustments()
         return new
+
+    def for_credyt(self, row: InboxRow, result: ProcessingResult) -> ProcessingResult:
+        """Mark each new adjustment with the Credyt environment and account it is for:
+        the connector's `mode` when it is `live` or `test`, else the key's environment
+        (None while unknown: any); the key's account when known."""
+        if not result.adjustments:
+            return result
+        runtime = self.connectors.get(row.connector)
+        mode = runtime.config.mode if runtime is not None else "any"
+        environment, account = self.credyt_target()
+        if mode in ("live", "test"):
+            environment = mode
+        return replace(
+            result,
+            adjustments=tuple(
+                replace(a, credyt_environment=environment, credyt_account=account)
+                for a in result.adjustments
+            ),
+        )
 
     async def process(
         self, row: InboxRow, *, held: list[asyncio.Lock] | None = None

@@ -54,6 +54,10 @@ class NewAdjustment:
     amount: str  # exact decimal text, major units, signed
     payment_amount_minor: int  # the PSP amount this adjustment stands for (proportions)
     body: str  # JSON
+    # The Credyt environment (live/test) and account it is for; None: any. Set when the
+    # processor records it; the deliverer never sends it with another environment's key.
+    credyt_environment: str | None = None
+    credyt_account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,8 @@ class OutboxRow:
     delivered_at: float | None
     last_status: int | None
     last_error: str | None
+    credyt_environment: str | None = None
+    credyt_account: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,34 @@
 """A local Credyt-compatible API: wallets, idempotent adjustments, customers, usage events.
 
 The demo, the tests and the benchmarks run the bridge against this sandbox instead of
-the real Credyt API. It speaks the same wire format (as Credyt's docs and its official SDK describe it):
+the real Credyt API. It speaks the same wire format (as Credyt's docs and its official
+SDK describe it; tests/test_credyt_contract.py checks it with the SDK):
 
     POST /customers                              201 {"id": "cust_..."}; 409 on a taken external_id
     GET  /customers/{id}                         200 customer, or 404
-    GET  /customers?external_id=X&limit&offset   200 page of customer summaries
-    POST /customers/{id}/wallet/adjustments      201 {"id", "created_at"}; a repeated
-                                                 transaction_id changes nothing and answers
-                                                 `duplicate_status` (409 "Adjustment already
-                                                 exists" by default)
+    GET  /customers?external_id=X                303 See Other, Location /customers/{id};
+                                                 404 when no customer has that external_id
+    GET  /customers?email&name&customer_id&limit&offset
+                                                 200 page of customer summaries
+    POST /customers/{id}/wallet/adjustments      201 {"id": transaction_id, "created_at"}; a
+                                                 repeated transaction_id changes nothing and
+                                                 answers `duplicate_status` (409 "Adjustment
+                                                 already exists" by default)
+    GET  /customers/{id}/wallet/transactions/{transaction_id}
+                                                 200 the adjustment recorded under that id
+                                                 for that customer, or 404
     GET  /customers/{id}/wallet                  200 {"accounts": [...]}
     GET  /customers/{id}/wallet/{name:ASSET}     200 the account with pending_in/pending_out
+    GET  /accounts/self                          200 {"account_id", "environment", "name"};
+                                                 `environment` is SandboxState.environment
+                                                 (`test` unless set)
     POST /events                                 201 {"accepted", "duplicates"}
     GET  /assets/{code}                          200 the asset with its `precision`, or 404
 
 Every API request needs the header ``X-CREDYT-API-KEY`` (401 with an empty body
-otherwise) unless the app was built with ``api_key=None``. Request JSON is parsed with
+otherwise) unless the app was built with ``api_key=None``. Every API request's method
+and raw path (with its query) is logged in ``SandboxState.requests``, so a test can
+prove which URLs the bridge did, and did not, ask for. Request JSON is parsed with
 ``parse_float=Decimal`` and answers render Decimals as their exact text, so money never
 passes through a float. Errors are problem documents; validation errors (422) name each
 bad field under ``errors``.
@@ -167,6 +179,7 @@ class Customer:
             "external_id": self.external_id,
             "name": self.name,
             "email": self.email,
+            "active_subscription_count": 0,
             "created_at": self.created_at,
         }
 
@@ -211,6 +224,9 @@ class SandboxState:
         self.faults = Faults()
         self.request_count = 0
         self.adjustment_requests = 0
+        self.requests: list[str] = []  # "GET /customers?external_id=x", newest last
+        self.environment = "test"  # what GET /accounts/self says the key is for
+        self.account_id = "acc_sandbox"
         self._by_transaction: dict[str, dict[str, Any]] = {}
         self._event_ids: set[str] = set()
         self.assets: dict[str, int] = {}  # custom assets added: code -> precision
@@ -232,6 +248,8 @@ class SandboxState:
             self.faults = Faults()
             self.request_count = 0
             self.adjustment_requests = 0
+            self.requests.clear()
+            self.environment = "test"
 
     def add_customer(
         self,
@@ -262,12 +280,26 @@ class SandboxState:
             raise SandboxError(404, "Customer not found", f"No customer {customer_id}.")
         return found
 
-    def customer_page(self, *, external_id: str | None, limit: int, offset: int) -> dict[str, Any]:
+    def find_by_external_id(self, external_id: str) -> Customer:
+        """The customer with this external_id, or a 404."""
+        with self._lock:
+            found = self._by_external_id(external_id)
+        if found is None:
+            raise SandboxError(
+                404, "Customer not found", f"No customer with external_id {external_id}."
+            )
+        return found
+
+    def customer_page(
+        self, *, filters: Mapping[str, str] | None = None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        """A page of the customers whose `email`, `name` and `id` match `filters`."""
+        wanted = dict(filters or {})
         with self._lock:
             matching = [
                 c
                 for c in self.customers.values()
-                if external_id is None or c.external_id == external_id
+                if all(getattr(c, field) == value for field, value in wanted.items())
             ]
         return {
             "items": [c.summary() for c in matching[offset : offset + limit]],
@@ -304,10 +336,36 @@ class SandboxState:
         with self._lock:
             self.faults = faults
 
-    def admit(self, group: str) -> float:
+    def transaction(self, customer_id: str, transaction_id: str) -> dict[str, Any]:
+        """The adjustment recorded under `transaction_id` for this customer (Credyt's
+        GetTransactionResponse), or a 404."""
+        with self._lock:
+            record = self._by_transaction.get(transaction_id.lower())
+        if record is None or record["customer_id"] != customer_id:
+            raise SandboxError(
+                404, "Transaction not found", f"No transaction {transaction_id} in this wallet."
+            )
+        body = record["body"]
+        answer = {
+            "id": record["transaction_id"],
+            "type": "adjustment",
+            "account_id": f"{body.get('account_name') or 'default'}:{body['asset']}",
+            "asset": body["asset"],
+            "amount": Decimal(body["amount"]),
+            "created_at": record["received_at"],
+            "executed_at": record["received_at"],
+        }
+        for optional in ("description", "metadata"):
+            if body.get(optional) is not None:
+                answer[optional] = body[optional]
+        return answer
+
+    def admit(self, group: str, request: str = "") -> float:
         """Count one API request and return how long its answer must wait."""
         with self._lock:
             self.request_count += 1
+            if request:
+                self.requests.append(request)
             if group == "adjustments":
                 self.adjustment_requests += 1
             return self.faults.delay if self.faults.applies_to(group) else 0.0
@@ -632,11 +690,19 @@ async def get_customer(request: Request) -> Response:
 
 
 async def list_customers(request: Request) -> Response:
+    state = _sandbox(request)
+    external_id = request.query_params.get("external_id")
+    if external_id is not None:  # Credyt's contract: a redirect to the one customer, or 404
+        found = state.find_by_external_id(external_id)
+        return Response(status_code=303, headers={"Location": f"/customers/{found.id}"})
     limit = _query_int(request, "limit", DEFAULT_PAGE_LIMIT, 1, MAX_PAGE_LIMIT)
     offset = _query_int(request, "offset", 0, 0, None)
-    external_id = request.query_params.get("external_id")
-    page = _sandbox(request).customer_page(external_id=external_id, limit=limit, offset=offset)
-    return ExactJSONResponse(page)
+    filters = {
+        field: request.query_params[param]
+        for param, field in (("email", "email"), ("name", "name"), ("customer_id", "id"))
+        if param in request.query_params
+    }
+    return ExactJSONResponse(state.customer_page(filters=filters, limit=limit, offset=offset))
 
 
 async def create_adjustment(request: Request) -> Response:
@@ -645,7 +711,8 @@ async def create_adjustment(request: Request) -> Response:
     state.customer(customer_id)
     body = await _json_object(request)
     record, is_new = state.apply_adjustment(customer_id, validate_adjustment(body), body)
-    created = {"id": record["id"], "created_at": record["received_at"]}
+    # The SDK's CreateAdjustmentResponse.id is "your unique ID": the transaction_id.
+    created = {"id": record["transaction_id"], "created_at": record["received_at"]}
     if is_new:
         return ExactJSONResponse(created, status_code=201)
     status = request.app.state.duplicate_status
@@ -655,6 +722,20 @@ async def create_adjustment(request: Request) -> Response:
         status,
         "Adjustment already exists",
         f"An adjustment with transaction_id {record['transaction_id']} already exists.",
+    )
+
+
+async def get_transaction(request: Request) -> Response:
+    state = _sandbox(request)
+    customer_id = request.path_params["customer_id"]
+    state.customer(customer_id)
+    return ExactJSONResponse(state.transaction(customer_id, request.path_params["transaction_id"]))
+
+
+async def get_account_self(request: Request) -> Response:
+    state = _sandbox(request)
+    return ExactJSONResponse(
+        {"account_id": state.account_id, "environment": state.environment, "name": "Sandbox"}
     )
 
 
@@ -739,10 +820,7 @@ def _usage_customer(state: SandboxState, body: Mapping[str, Any]) -> str:
         return state.customer(customer_id).id
     external_id = body.get("customer_external_id")
     if isinstance(external_id, str) and external_id:
-        page = state.customer_page(external_id=external_id, limit=1, offset=0)
-        if not page["items"]:
-            raise SandboxError(404, "Customer not found", f"No customer {external_id}.")
-        return str(page["items"][0]["id"])
+        return state.find_by_external_id(external_id).id
     raise _invalid("customer_id", "customer_id or customer_external_id is required.")
 
 
@@ -801,7 +879,11 @@ class Gate:
             await self.app(scope, receive, send)
             return
         group = request_group(scope["method"], scope["path"])
-        delay = self.state.admit(group)
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        line = scope["method"] + " " + raw_path.decode("latin-1")
+        if scope.get("query_string"):
+            line += "?" + scope["query_string"].decode("latin-1")
+        delay = self.state.admit(group, line)
         if delay > 0:
             await asyncio.sleep(delay)
         if not self._authorized(scope):
@@ -885,7 +967,13 @@ def _routes() -> Iterator[Route]:
     yield Route("/customers/{customer_id}", get_customer, methods=["GET"])
     yield Route("/customers/{customer_id}/wallet", get_wallet, methods=["GET"])
     yield Route("/customers/{customer_id}/wallet/adjustments", create_adjustment, methods=["POST"])
+    yield Route(
+        "/customers/{customer_id}/wallet/transactions/{transaction_id}",
+        get_transaction,
+        methods=["GET"],
+    )
     yield Route("/customers/{customer_id}/wallet/{account_id}", get_wallet_account, methods=["GET"])
+    yield Route("/accounts/self", get_account_self, methods=["GET"])
     yield Route("/events", post_events, methods=["POST"])
     yield Route("/assets/{asset_code}", get_asset, methods=["GET"])
     yield Route(CONTROL_PREFIX + "assets", control_add_asset, methods=["POST"])
@@ -901,6 +989,7 @@ def serve_sandbox(
     *,
     api_key: str | None = "key_sandbox",
     customers: Sequence[str] = (),
+    environment: str = "test",
     **faults: Unpack[FaultSettings],
 ) -> None:
     """Run the sandbox until interrupted.
@@ -909,6 +998,7 @@ def serve_sandbox(
     to make the customer findable by `GET /customers?external_id=`.
     """
     state = SandboxState()
+    state.environment = environment
     for entry in customers:
         customer_id, _, external_id = entry.partition("=")
         state.add_customer(customer_id=customer_id, external_id=external_id or None)

@@ -21,6 +21,7 @@ from bridge.assets import AssetPrecisions
 from bridge.breaker import CircuitBreaker
 from bridge.config import Config, ConnectorConfig
 from bridge.credyt import CredytClient
+from bridge.credyt_key import KeyCheck
 from bridge.customers import CustomerResolver
 from bridge.delivery import Deliverer, RetryPolicy
 from bridge.metrics import Metrics
@@ -66,6 +67,7 @@ class Bridge:
             max_connections=config.credyt.concurrency,
         )
         self.resolver = CustomerResolver(self.client, config.credyt.customer_cache)
+        self.key_check = KeyCheck(self.client, config.connectors, self.metrics)
         self.pressure = IngestPressure()
         self.deliverer = Deliverer(
             self.store,
@@ -79,6 +81,7 @@ class Bridge:
             ),
             lease=2 * config.credyt.timeout + 5,
             pressure=self.pressure,
+            environment=lambda: self.key_check.account,
         )
         self.processor = Processor(
             self.store,
@@ -90,6 +93,7 @@ class Bridge:
             pressure=self.pressure,
             assets=AssetPrecisions(self.client, config.credyt.assets),
         )
+        self.processor.credyt_target = self._credyt_target
         self.app: WebhookFastPath = create_app(
             store=self.store,
             connectors={name: rt.connector for name, rt in self.connectors.items()},
@@ -99,7 +103,12 @@ class Bridge:
             on_scrape=self.refresh_gauges,
             lifespan=self.lifespan,
             extra_routes=self._admin_routes(),
+            not_ready=lambda: self.key_check.problem,
         )
+
+    def _credyt_target(self) -> tuple[str | None, str | None]:
+        account = self.key_check.account
+        return (None, None) if account is None else (account.environment, account.account_id)
 
     def _accepted(self) -> None:
         self.pressure.note()
@@ -134,10 +143,16 @@ class Bridge:
 
     @asynccontextmanager
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
+        # A key for the other environment stops the start (ConfigError); a rejected key
+        # or an unreachable Credyt does not: it is checked again, and nothing is
+        # delivered (and /readyz fails) until Credyt accepts it.
+        accepted = await self.key_check.attempt()
         workers = [
             asyncio.create_task(self.processor.run(), name="processor"),
             asyncio.create_task(self.deliverer.run(), name="deliverer"),
         ]
+        if not accepted:
+            workers.append(asyncio.create_task(self.key_check.run(), name="credyt-key-check"))
         # Several replicas on one database: another one's new work wakes these workers.
         unsubscribe = (
             self.store.subscribe(events=self.processor.wake, adjustments=self.deliverer.wake)

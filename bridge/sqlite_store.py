@@ -32,7 +32,7 @@ from bridge.records import (
 from bridge.store import CLOCK_STEP_SLACK
 from bridge.writer import Writer
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PRUNE_BATCH = 2000  # rows deleted per transaction, so serve's writes are never held up long
 
 INBOX_COLUMNS = (
@@ -43,7 +43,7 @@ OUTBOX_COLUMNS = (
     "id, transaction_id, inbox_id, connector, rule, kind, payment_key, reversal_key, "
     "customer_id, asset, account, amount, payment_amount_minor, body, status, attempts, "
     "next_attempt_at, queued_at, received_at, created_at, updated_at, delivered_at, last_status,"
-    " last_error"
+    " last_error, credyt_environment, credyt_account"
 )
 
 
@@ -140,10 +140,18 @@ def _migrate_v2(db: sqlite_utils.Database) -> None:
     db.table("inbox").create_index(["connector", "id"], index_name="inbox_connector_id")
 
 
+def _migrate_v3(db: sqlite_utils.Database) -> None:
+    # Which Credyt environment (live/test) and account an adjustment is for, so it is
+    # never sent with another environment's key. NULL (rows from before): any.
+    db.execute("ALTER TABLE outbox ADD COLUMN credyt_environment TEXT")
+    db.execute("ALTER TABLE outbox ADD COLUMN credyt_account TEXT")
+
+
 # Each migration brings the schema from version N-1 to N, inside one transaction.
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     1: _migrate_v1,
     2: _migrate_v2,
+    3: _migrate_v3,
 }
 
 

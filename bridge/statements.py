@@ -28,9 +28,10 @@ def insert_adjustment(adj: NewAdjustment, result: ProcessingResult, now: float) 
     return (
         "INSERT INTO outbox (transaction_id, inbox_id, connector, rule, kind, payment_key,"
         " reversal_key, customer_id, asset, account, amount, payment_amount_minor, body,"
-        " status, attempts, next_attempt_at, queued_at, received_at, created_at, updated_at)"
+        " status, attempts, next_attempt_at, queued_at, received_at, created_at, updated_at,"
+        " credyt_environment, credyt_account)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?,"
-        " (SELECT received_at FROM inbox WHERE id = ?), ?, ?)"
+        " (SELECT received_at FROM inbox WHERE id = ?), ?, ?, ?, ?)"
         " ON CONFLICT (transaction_id) DO NOTHING",
         (
             adj.transaction_id,
@@ -51,6 +52,8 @@ def insert_adjustment(adj: NewAdjustment, result: ProcessingResult, now: float) 
             result.inbox_id,
             now,
             now,
+            adj.credyt_environment,
+            adj.credyt_account,
         ),
     )
 

@@ -114,7 +114,18 @@ def test_create_get_and_find_customer_by_external_id(client: httpx.Client) -> No
     assert got["id"] == customer_id and got["external_id"] == "cus_123"
     assert got["email"] == "a@x.io" and got["created_at"].endswith("Z")
 
-    page = client.get("/customers", params={"external_id": "cus_123"}).json()
+    assert got["active_subscription_count"] == 0
+
+    # Credyt's contract: external_id is a 303 to the customer, or a 404; never a page.
+    found = client.get("/customers", params={"external_id": "cus_123"})
+    assert found.status_code == 303 and found.content == b""
+    assert found.headers["location"] == f"/customers/{customer_id}"
+    missing = client.get("/customers", params={"external_id": "cus_none"})
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert "cus_none" in missing.json()["detail"]
+
+    page = client.get("/customers", params={"email": "a@x.io"}).json()
     assert page["total_count"] == 1
     assert page["items"] == [
         {
@@ -125,8 +136,33 @@ def test_create_get_and_find_customer_by_external_id(client: httpx.Client) -> No
             "active_subscription_count": 0,
         }
     ]
-    empty = client.get("/customers", params={"external_id": "cus_none"}).json()
+    empty = client.get("/customers", params={"email": "nobody@x.io"}).json()
     assert empty["items"] == [] and empty["total_count"] == 0
+
+
+def test_transactions_read_back_by_id_under_their_customer(
+    client: httpx.Client, state: SandboxState, customer: str
+) -> None:
+    body = adjustment(amount=-2.5, reason="external_refund")
+    assert post_adjustment(client, customer, body).status_code == 201
+    got = client.get(f"/customers/{customer}/wallet/transactions/{body['transaction_id']}")
+    assert got.status_code == 200
+    assert got.json()["id"] == body["transaction_id"]
+    assert (got.json()["asset"], got.json()["account_id"]) == ("USD", "default:USD")
+    assert Decimal(str(got.json()["amount"])) == Decimal("-2.5")
+    other = state.add_customer(name="Other")
+    unknown = str(uuid.uuid4())
+    assert client.get(f"/customers/{customer}/wallet/transactions/{unknown}").status_code == 404
+    elsewhere = client.get(f"/customers/{other}/wallet/transactions/{body['transaction_id']}")
+    assert elsewhere.status_code == 404
+
+
+def test_accounts_self_and_the_request_log(client: httpx.Client, state: SandboxState) -> None:
+    assert client.get("/accounts/self").json()["environment"] == "test"
+    state.environment = "live"
+    assert client.get("/accounts/self").json()["environment"] == "live"
+    client.get("/customers", params={"external_id": "a b"})
+    assert state.requests[-2:] == ["GET /accounts/self", "GET /customers?external_id=a+b"]
 
 
 def test_duplicate_external_id_is_409(client: httpx.Client, customer: str) -> None:
@@ -159,9 +195,10 @@ def test_credits_and_debits_are_exact(
 ) -> None:
     path = f"/customers/{customer}/wallet/adjustments"
     for amount in ("0.1", "0.2", "1.234", "-0.5"):
-        answer = send_raw(client, path, with_amount(adjustment(), amount))
+        body = with_amount(adjustment(), amount)
+        answer = send_raw(client, path, body)
         assert answer.status_code == 201, answer.text
-        assert answer.json()["id"].startswith("adj_")
+        assert answer.json()["id"] == json.loads(body)["transaction_id"]
     assert state.balance(customer, "USD") == Decimal("1.034")
     assert state.balance(customer, "EUR") == Decimal("0")
     assert [a["body"]["amount"] for a in state.adjustments] == [
@@ -390,3 +427,34 @@ def test_bad_usage_events_are_refused(client: httpx.Client, customer: str) -> No
     assert {"events[0].event_type", "events[0].occurred_at"} <= set(bad.json()["errors"])
     nobody = send_events(client, {"customer_id": "cust_nobody", "events": [usage("e", "1")]})
     assert nobody.status_code == 404
+
+
+def test_the_sandbox_command_serves_the_environment_it_is_given() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "sandbox", "--port", str(port), "--environment", "live"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                answer = httpx.get(
+                    f"http://127.0.0.1:{port}/accounts/self",
+                    headers={"X-CREDYT-API-KEY": "key_sandbox"},
+                )
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the sandbox did not start"
+                time.sleep(0.05)
+        assert answer.status_code == 200 and answer.json()["environment"] == "live"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
