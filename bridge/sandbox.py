@@ -47,8 +47,8 @@ Control endpoints (no key, never faulted) drive tests and demos over HTTP:
     POST /_sandbox/assets      {"code", "precision"}: add a custom asset; 201
 
 Faults apply to API requests only (``only`` narrows them to one group: ``adjustments``,
-``customers``, ``wallet`` or ``events``), in this order: ``delay`` (every answer waits that
-long first), then the key check, then ``fail_next`` (answer ``fail_status``, change
+``customers``, ``wallet``, ``events``, ``accounts`` or ``assets``), in this order:
+``delay`` (every answer waits that long first), then the key check, then ``fail_next`` (answer ``fail_status``, change
 nothing), then ``rate_limit_next`` (429 with ``Retry-After`` when ``retry_after`` is set,
 change nothing), then ``drop_next`` (adjustment POSTs only: the request is processed as
 usual, then the connection closes after the status line and headers, so the client sees a
@@ -91,7 +91,7 @@ from bridge.servers import base_url, bind_socket, make_server
 API_KEY_HEADER = "X-CREDYT-API-KEY"
 CONTROL_PREFIX = "/_sandbox/"
 REASONS = frozenset({"gift", "external_topup", "external_refund", "other"})
-FAULT_GROUPS = frozenset({"adjustments", "customers", "wallet", "events"})
+FAULT_GROUPS = frozenset({"adjustments", "customers", "wallet", "events", "accounts", "assets"})
 DEFAULT_PAGE_LIMIT = 20
 MAX_PAGE_LIMIT = 100
 
@@ -909,13 +909,18 @@ class Gate:
 
 
 def request_group(method: str, path: str) -> str:
-    """The fault group of an API request: adjustments, wallet, customers or events."""
+    """The fault group of an API request: adjustments, wallet, customers, events,
+    accounts (the key check) or assets (precisions)."""
     if method == "POST" and _ADJUSTMENTS_PATH.match(path):
         return "adjustments"
     if path.startswith("/customers/") and "/wallet" in path:
         return "wallet"
     if path.startswith("/events"):
         return "events"
+    if path.startswith("/accounts"):
+        return "accounts"
+    if path.startswith("/assets"):
+        return "assets"
     return "customers"
 
 

@@ -122,9 +122,9 @@ def test_credyt_down_for_the_precision_retries_the_event_and_guesses_nothing(
 ) -> None:
     sandbox.state.add_asset("TOK", 1)
     customer = sandbox.state.add_customer()
-    # `customers` is the sandbox's fault group for every request that is not a wallet's,
-    # GET /assets among them; the customer id comes from metadata, so no look-up is made.
-    sandbox.state.inject(fail_next=10_000, fail_status=503, only="customers")
+    # GET /assets is the sandbox's `assets` fault group; the customer id comes from
+    # metadata, so no look-up is made.
+    sandbox.state.inject(fail_next=10_000, fail_status=503, only="assets")
     bridge = make_bridge(rule_config(tmp_path, sandbox, '{amount: paid, asset: TOK, rate: "3"}'))
     bridge.send_stripe(invoice("evt_down", customer, 1111, "usd"))  # 33.33 TOK -> 33.3
 

@@ -68,8 +68,8 @@ def test_serve_fails_readyz_until_credyt_accepts_the_key(
     make_bridge: Callable[..., RunningBridge], sandbox: Sandbox
 ) -> None:
     customer = sandbox.state.add_customer()
-    # /accounts/self is in the sandbox's `customers` group: the first two checks fail.
-    sandbox.state.inject(fail_next=2, fail_status=401, only="customers")
+    # /accounts/self is the sandbox's `accounts` fault group: the first two checks fail.
+    sandbox.state.inject(fail_next=2, fail_status=401, only="accounts")
     running = make_bridge()
     ready = httpx.get(f"{running.url}/readyz")
     assert ready.status_code == 503

@@ -118,9 +118,11 @@ def test_malformed_customer_ids_never_reach_a_request_path(
         stripe.sample_event("invoice.paid", event_id="evt_ok", object_id="in_ok", customer=good)
     )
     running.settle()
-    # The key check at start, then the one valid adjustment: nothing else was asked.
+    # The key check at start, the asset's precision, then the one valid adjustment:
+    # nothing else was asked.
     assert sandbox.state.requests == [
         "GET /accounts/self",
+        "GET /assets/USD",
         f"POST /customers/{good}/wallet/adjustments",
     ]
     assert sandbox.state.balance(good, "USD") == Decimal("20.00")
