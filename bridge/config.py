@@ -152,6 +152,15 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True)
+class ProcessingConfig:
+    """How often an event that could not be processed is tried again before it fails."""
+
+    max_attempts: int = 20
+    backoff_initial: float = 2.0
+    backoff_max: float = 600.0
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     max_body_bytes: int = 256 * 1024
     admin_token: str | None = None
@@ -167,6 +176,7 @@ class Config:
     connectors: dict[str, ConnectorConfig]
     log_level: str = "info"
     retention: float = 30 * 86400.0
+    processing: ProcessingConfig = ProcessingConfig()
 
 
 DEFAULT_TOLERANCE = {"stripe": 300.0, "paddle": 300.0}
@@ -186,9 +196,19 @@ def parse_config(
 ) -> Config:
     data, source = load_yaml(text, file, environ)
     top = Section(data, (), source)
-    top.only("database", "credyt", "delivery", "server", "connectors", "log_level", "retention")
+    top.only(
+        "database",
+        "credyt",
+        "delivery",
+        "processing",
+        "server",
+        "connectors",
+        "log_level",
+        "retention",
+    )
     credyt = _credyt(top.section("credyt"))
     delivery = _delivery(top.section("delivery"))
+    processing = _processing(top.section("processing"))
     server = _server(top.section("server"))
     connectors_section = top.section("connectors")
     if not connectors_section.data:
@@ -203,6 +223,7 @@ def parse_config(
         connectors=connectors,
         log_level=top.choice("log_level", ("debug", "info", "warning", "error"), "info"),
         retention=top.duration("retention", 30 * 86400.0) or 30 * 86400.0,
+        processing=processing,
     )
     source.raise_errors()
     return config
@@ -242,6 +263,16 @@ def _delivery(section: Section) -> DeliveryConfig:
         breaker_threshold=section.whole("breaker_threshold", d.breaker_threshold, minimum=1),
         breaker_cooldown=section.duration("breaker_cooldown", d.breaker_cooldown)
         or d.breaker_cooldown,
+    )
+
+
+def _processing(section: Section) -> ProcessingConfig:
+    section.only("max_attempts", "backoff_initial", "backoff_max")
+    d = ProcessingConfig()
+    return ProcessingConfig(
+        max_attempts=section.whole("max_attempts", d.max_attempts, minimum=1),
+        backoff_initial=section.duration("backoff_initial", d.backoff_initial) or d.backoff_initial,
+        backoff_max=section.duration("backoff_max", d.backoff_max) or d.backoff_max,
     )
 
 

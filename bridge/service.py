@@ -87,6 +87,7 @@ class Bridge:
             metrics=self.metrics,
             lease=2 * config.credyt.timeout + 5,
             pressure=self.pressure,
+            retries=config.processing,
         )
         self.app: WebhookFastPath = create_app(
             store=self.store,
