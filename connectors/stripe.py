@@ -703,14 +703,21 @@ def _verify_with(body: bytes, header: str, secret: str) -> bool:
 
 
 def _header_timestamp(header: str) -> int:
-    for item in header.split(","):
-        key, _, value = item.strip().partition("=")
-        if key == "t":
-            try:
-                return int(value)
-            except ValueError:
-                break
-    raise SignatureError("Stripe-Signature has no valid t= timestamp", reason="malformed")
+    """The one `t` of a Stripe-Signature header, read as stripe's WebhookSignature reads it.
+
+    The library splits on `,` then on `=`, keys taken as they are (` t` is not `t`), and
+    signs with the first `t`. A header with any other item that is a `t` once stripped
+    (`t=NOW, t=OLD` or `v1=SIG, t=NOW,t=OLD`) is refused: the tolerance must be checked
+    against the very timestamp the signature covers, and no reader may see another."""
+    items = [item.split("=", 2) for item in header.split(",")]
+    if sum(1 for item in items if item[0].strip() == "t") != 1:
+        raise SignatureError(
+            "Stripe-Signature must carry exactly one t= timestamp", reason="malformed"
+        )
+    found = [item for item in items if item[0] == "t"]
+    if not found or len(found[0]) < 2 or not found[0][1].isdigit():
+        raise SignatureError("Stripe-Signature has no valid t= timestamp", reason="malformed")
+    return int(found[0][1])
 
 
 def _parse_json(body: bytes) -> dict[str, Any]:
