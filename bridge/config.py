@@ -179,6 +179,7 @@ class Config:
     processing: ProcessingConfig = ProcessingConfig()
 
 
+MIN_SECRET_LENGTH = 24  # real whsec_ (38+) and pdl_ntfset_ (60+) secrets are longer
 DEFAULT_TOLERANCE = {"stripe": 300.0, "paddle": 300.0}
 
 
@@ -279,6 +280,8 @@ def _processing(section: Section) -> ProcessingConfig:
 def _server(section: Section) -> ServerConfig:
     section.only("max_body_bytes", "admin_token")
     token = section.text("admin_token")
+    if token is None and section.has("admin_token"):
+        section.error("admin_token", "is empty (remove the key to turn the admin API off)")
     if token is not None and len(token) < 16:
         section.error("admin_token", "must be at least 16 characters")
     return ServerConfig(
@@ -314,6 +317,8 @@ def _connector(name: str, section: Section) -> ConnectorConfig:
     secrets = section.texts("secrets")
     if not secrets:
         section.error("secrets", "at least one webhook signing secret is required")
+    for index, secret in enumerate(secrets):
+        _check_secret(section, ("secrets", index), secret)
     events = known_event_types(kind) if kind in types else frozenset()
     rules = tuple(_rule(rule, kind, events) for rule in section.sections("rules"))
     names = [rule.name for rule in rules]
@@ -401,6 +406,19 @@ def _conditions(section: Section) -> Conditions:
         livemode=section.flag("livemode", None),
         metadata=section.text_map("metadata"),
     )
+
+
+def _check_secret(section: Section, key: tuple[str, int], secret: str) -> None:
+    """An empty or short webhook secret would let anyone sign: refuse it (never print it)."""
+    path = (*section.path, *key)
+    if not secret.strip():
+        section.source.error(path, "is empty (an unset variable with an empty ${VAR:-} default?)")
+    elif len(secret) < MIN_SECRET_LENGTH:
+        section.source.error(
+            path,
+            f"is {len(secret)} characters; a webhook signing secret has at least "
+            f"{MIN_SECRET_LENGTH} characters (copy the whole whsec_... or pdl_ntfset_... value)",
+        )
 
 
 def _credit(section: Section) -> CreditSpec:
