@@ -19,7 +19,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import stripe
@@ -27,6 +27,7 @@ import stripe
 from bridge.errors import EventError, MalformedEventError, SignatureError
 from bridge.events import Envelope, Ignored, Kind, LineItem, Normalized, PaymentEvent
 from bridge.money import parse_minor, stripe_exponent, to_major
+from connectors import moment_of_unix
 
 PSP = "stripe"
 SIGNATURE_HEADER = "stripe-signature"
@@ -116,7 +117,9 @@ class StripeConnector:
             event_id=str(raw["id"]),
             event_type=str(raw["type"]),
             occurred_at=(
-                datetime.fromtimestamp(created, UTC) if isinstance(created, int) else None
+                moment_of_unix("the event's created time", created)
+                if isinstance(created, int) and not isinstance(created, bool)
+                else None
             ),
             livemode=raw.get("livemode") if isinstance(raw.get("livemode"), bool) else None,
             # major units derived here, so they always agree with amount_minor
@@ -820,4 +823,4 @@ def _period_end(lines: list[Raw]) -> datetime | None:
         for line in lines
         if isinstance(line.get("period"), Mapping) and isinstance(line["period"].get("end"), int)
     ]
-    return datetime.fromtimestamp(max(ends), UTC) if ends else None
+    return moment_of_unix("the invoice line's period end", max(ends)) if ends else None
