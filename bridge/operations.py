@@ -138,15 +138,24 @@ def event_detail(
     }
 
 
+MAX_ROW_ID = 2**63 - 1  # the largest SQLite / PostgreSQL bigint row id
+
+
+def _row_ref(ref: str) -> bool:
+    """False for a ref no row can have: digits that are not ASCII (`²`) or beyond MAX_ROW_ID
+    (the stores would raise on them, and no PSP id looks like that either)."""
+    return not ref.isdigit() or (ref.isascii() and len(ref) <= 19 and int(ref) <= MAX_ROW_ID)
+
+
 def find_event(store: Store, ref: str) -> InboxRow:
-    row = store.get_event(ref)
+    row = store.get_event(ref) if _row_ref(ref) else None
     if row is None:
         raise NotFoundError(f"no stored event {ref!r} (give a row id or the PSP event id)")
     return row
 
 
 def adjustment_detail(store: Store, ref: str) -> dict[str, Any]:
-    adjustment = store.get_adjustment(ref)
+    adjustment = store.get_adjustment(ref) if _row_ref(ref) else None
     if adjustment is None:
         raise NotFoundError(f"no adjustment {ref!r} (give a row id or the transaction id)")
     data = plain(row_dict(adjustment))
@@ -274,7 +283,7 @@ async def retry_adjustments(store: Store, refs: Sequence[str] = (), *, dead: boo
         raise OperationError("name the adjustments to retry (IDs) or pass --dead")
     ids = []
     for ref in refs:
-        adjustment = store.get_adjustment(ref)
+        adjustment = store.get_adjustment(ref) if _row_ref(ref) else None
         if adjustment is None:
             raise NotFoundError(f"no adjustment {ref!r} (give a row id or the transaction id)")
         ids.append(adjustment.id)
