@@ -6,9 +6,9 @@ server starts, so its port is known (port 0 picks a free one) and nothing races 
 Every server runs `BoundedHttpToolsProtocol`: uvicorn's httptools protocol, except that a
 request head (request line and headers) over `MAX_HEADER_BYTES` or with more than
 `MAX_HEADERS` headers gets 431 and the connection is closed, and a connection that has
-not finished sending a request head `HEADER_TIMEOUT` seconds after it opened (or after
-its last response) is closed. httptools alone has no limit: one 128 MiB header, parsed
-as it trickles in, held every other request up for seconds.
+not finished sending a request head `HEADER_TIMEOUT` seconds after it opened (or
+after its last response) is closed (one sweep a second). httptools alone has no limit:
+one 128 MiB header, parsed as it trickled in, held every other request up for seconds.
 """
 
 from __future__ import annotations
@@ -35,8 +35,16 @@ class _TooManyHeaders(Exception):
     pass
 
 
+_END_OF_HEAD = b"\r\n\r\n"
+SWEEP_EVERY = 1.0  # seconds between two looks for connections whose head is overdue
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a bounded, timed request head (see the module)."""
+    """uvicorn's httptools protocol with a bounded, timed request head (see the module).
+
+    Kept cheap on the webhook path: one `find` per read while a head is coming in, no
+    per-header callback, no timer per request. Overdue heads are found by one sweep a
+    second over the server's connections."""
 
     max_header_bytes = MAX_HEADER_BYTES
     max_headers = MAX_HEADERS
@@ -47,17 +55,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True  # reading a request head (none parsed yet on this connection)
         self._head_bytes = 0
         self._head_tail = b""  # the last bytes seen, for a terminator split across reads
-        self._header_count = 0
+        self._head_since = self.loop.time()
         self._refused = False
-        self._head_timer: asyncio.TimerHandle | None = None
+        self._too_many = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm_head_timer()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_timer()
-        super().connection_lost(exc)
+        self._head_since = self.loop.time()
+        _start_sweeper(self)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -68,29 +73,29 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
 
     def _head_fits(self, data: bytes) -> bool:
-        window = self._head_tail + data
-        end = window.find(b"\r\n\r\n")
+        tail = self._head_tail
+        end = -1
+        if tail:  # a terminator may start in the bytes already seen
+            across = (tail + data[:3]).find(_END_OF_HEAD)
+            if across != -1:
+                end = across - len(tail)
         if end == -1:
-            self._head_bytes += len(data)
-            self._head_tail = window[-3:]
-            return self._head_bytes <= self.max_header_bytes
-        size = self._head_bytes + end + 4 - len(self._head_tail)
+            found = data.find(_END_OF_HEAD)
+            if found == -1:
+                self._head_bytes += len(data)
+                self._head_tail = data[-3:]
+                return self._head_bytes <= self.max_header_bytes
+            end = found
+        size = self._head_bytes + end + 4
         # the rest of `data` is the body (or a pipelined request, counted from its next read)
         self._in_head, self._head_bytes, self._head_tail = False, 0, b""
         return size <= self.max_header_bytes
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._header_count = 0
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self.max_headers:
-            raise _TooManyHeaders  # httptools stops parsing; send_400_response sends 431
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
-        self._disarm_head_timer()
+        self._in_head = False
+        if len(self.headers) > self.max_headers:
+            self._too_many = True
+            raise _TooManyHeaders  # httptools stops parsing; send_400_response sends 431
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -99,18 +104,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm_head_timer()  # the next request's head has as long as the first
+        self._head_since = self.loop.time()  # the next head has as long as the first
 
     def send_400_response(self, msg: str) -> None:
-        if self._header_count > self.max_headers:
+        if self._too_many:
             self._refuse("too many request header fields")
         else:
             super().send_400_response(msg)
 
     def _refuse(self, why: str) -> None:
         self._refused = True
-        self._disarm_head_timer()
         log.warning("request_head_refused", reason=why, client=_client(self.client))
         body = why.encode("ascii")
         self.transport.write(
@@ -121,21 +124,36 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         )
         self.transport.close()
 
-    def _arm_head_timer(self) -> None:
-        self._disarm_head_timer()
-        self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+    def _overdue(self, now: float) -> bool:
+        """Waiting for a head (not for the app's answer) for longer than the timeout."""
+        waiting = self.cycle is None or self.cycle.response_complete
+        return self._in_head and waiting and now - self._head_since > self.header_timeout
 
-    def _disarm_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+    def _time_out_head(self) -> None:
+        if self._head_bytes or self._head_tail:  # an idle keep-alive says nothing
+            log.info("request_head_timed_out", client=_client(self.client))
+        self.transport.close()
 
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        if self._in_head and not self.transport.is_closing():
-            if self._head_bytes or self._head_tail:  # an idle keep-alive says nothing
-                log.info("request_head_timed_out", client=_client(self.client))
-            self.transport.close()
+
+def _start_sweeper(protocol: BoundedHttpToolsProtocol) -> None:
+    """One sweep a second per server closes the connections whose head is overdue."""
+    state = protocol.server_state
+    if getattr(state, "_head_sweeper", None) is not None:
+        return
+    loop = protocol.loop
+
+    def sweep() -> None:
+        now = loop.time()
+        for connection in list(state.connections):
+            if (
+                isinstance(connection, BoundedHttpToolsProtocol)
+                and not connection.transport.is_closing()
+                and connection._overdue(now)
+            ):
+                connection._time_out_head()
+        state._head_sweeper = loop.call_later(SWEEP_EVERY, sweep)  # type: ignore[attr-defined]
+
+    state._head_sweeper = loop.call_later(SWEEP_EVERY, sweep)  # type: ignore[attr-defined]
 
 
 def bounded_protocol(
