@@ -19,7 +19,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, StoreError
 from bridge.events import Ignored, PaymentEvent, Waiting
 from bridge.processing import ConnectorRuntime, Processor
 from bridge.records import EventFilter, InboxRow, ProcessingResult, row_dict
@@ -252,7 +252,12 @@ async def replay_event(processor: Processor, row: InboxRow, *, dry_run: bool) ->
     admin API) never races the processor on the same payment."""
     held: list[asyncio.Lock] = []
     try:
-        result = await processor.process(row, held=held)
+        try:
+            result = await processor.process(row, held=held)
+        except StoreError:
+            raise
+        except Exception as exc:  # a bug reading this event: its reason, not a traceback
+            result = processor.crashed(row, exc)
         new = frozenset(
             a.transaction_id
             for a in result.adjustments

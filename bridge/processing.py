@@ -56,9 +56,7 @@ class ConnectorRuntime:
     connector: Connector
 
 
-def retry_delay(
-    attempts: int, initial: float = RETRY_INITIAL, maximum: float = RETRY_MAX
-) -> float:
+def retry_delay(attempts: int, initial: float = RETRY_INITIAL, maximum: float = RETRY_MAX) -> float:
     return float(min(maximum, initial * 2 ** min(attempts, 20)))
 
 
@@ -185,9 +183,7 @@ class Processor:
                     connector=row.connector,
                     attempts=row.attempts + 1,
                 )
-                await self.record(
-                    row, self._retry(row, f"processing crashed: {type(exc).__name__}: {exc}")
-                )
+                await self.record(row, self.crashed(row, exc))
             self._store_failures.pop(row.id, None)
         except StoreError as exc:  # e.g. a full disk: it stays pending, tried again later
             failures = self._store_failures[row.id] = self._store_failures.get(row.id, 0) + 1
@@ -207,6 +203,11 @@ class Processor:
             await asyncio.sleep(STORE_RETRY_MAX)
         finally:
             self._in_flight.discard(row.id)
+
+    def crashed(self, row: InboxRow, exc: Exception) -> ProcessingResult:
+        """What an exception nobody expected while processing `row` makes of it: a retry
+        with the error as its reason, or `failed` once its attempts are spent."""
+        return self._retry(row, f"processing crashed: {type(exc).__name__}: {exc}")
 
     def _retry(self, row: InboxRow, reason: str) -> ProcessingResult:
         """Try `row` again after a growing delay, or fail it once its attempts are spent.

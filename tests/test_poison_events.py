@@ -125,6 +125,14 @@ def test_an_event_that_crashes_processing_backs_off_and_fails_after_max_attempts
     assert answer.status_code == 200 and answer.json()["event"]["attempts"] == 3
     shown = run_cli(tmp_path / "config.yaml", "events", "show", "evt_explodes").stdout
     assert "3 time(s)" in shown and "gave up after 3 attempts" in shown
+    # a replay through the admin API meets the same bug: a reason, not a 500
+    replayed = httpx.post(
+        f"{running.url}/admin/events/evt_explodes/replay",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert replayed.status_code == 200, replayed.text
+    assert replayed.json()["status"] == "failed"
+    assert "RuntimeError" in replayed.json()["reason"]
     # and the other events are unaffected
     good = stripe.sample_event(
         "invoice.paid", event_id="evt_fine", object_id="in_fine", customer=CUSTOMER
