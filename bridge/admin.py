@@ -41,7 +41,7 @@ from bridge.operations import (
     retry_adjustments,
 )
 from bridge.processing import ConnectorRuntime, Processor
-from bridge.records import EventFilter, row_dict
+from bridge.records import EventFilter, EventStatus, row_dict
 from bridge.store import Store
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -96,24 +96,26 @@ def admin_routes(
 
     async def replay_one(request: Request) -> Response:
         row = find_event(store, request.path_params["ref"])
-        dry_run = request.query_params.get("dry_run", "").lower() in ("1", "true", "yes")
+        dry_run = _query_flag(request.query_params.get("dry_run"), "dry_run")
         outcomes = await replay_events(processor, [row], dry_run=dry_run)
         return JSONResponse(outcomes[0].as_dict())
 
     async def replay_many(request: Request) -> Response:
         body = await _json_body(request)
-        ids = body.get("ids") or []
-        if not isinstance(ids, list):
-            raise OperationError("ids must be a list of event ids")
+        ids = _ids(body, "event")
+        status = _body_text(body, "status")
+        if status is not None and status not in set(EventStatus):
+            raise OperationError(f"status must be one of: {', '.join(EventStatus)}")
+        since, until = _body_text(body, "since"), _body_text(body, "until")
         rows = events_to_replay(
             store,
-            [str(i) for i in ids],
-            status=body.get("status"),
-            connector=body.get("connector"),
-            since=parse_moment(str(body["since"])) if body.get("since") else None,
-            until=parse_moment(str(body["until"])) if body.get("until") else None,
+            ids,
+            status=status,
+            connector=_body_text(body, "connector"),
+            since=parse_moment(since) if since else None,
+            until=parse_moment(until) if until else None,
         )
-        outcomes = await replay_events(processor, rows, dry_run=bool(body.get("dry_run")))
+        outcomes = await replay_events(processor, rows, dry_run=_body_flag(body, "dry_run"))
         return JSONResponse({"results": [o.as_dict() for o in outcomes]})
 
     async def list_adjustments(request: Request) -> Response:
@@ -126,10 +128,8 @@ def admin_routes(
 
     async def retry(request: Request) -> Response:
         body = await _json_body(request)
-        ids = body.get("ids") or []
-        if not isinstance(ids, list):
-            raise OperationError("ids must be a list of adjustment ids")
-        count = await retry_adjustments(store, [str(i) for i in ids], dead=bool(body.get("dead")))
+        ids = _ids(body, "adjustment")
+        count = await retry_adjustments(store, ids, dead=_body_flag(body, "dead"))
         on_retry()
         return JSONResponse({"retried": count})
 
@@ -147,9 +147,57 @@ def admin_routes(
 def _limit(text: str | None) -> int:
     if text is None:
         return 100
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    # ASCII digits only: "²".isdigit() is True and int("²") raises
+    if (
+        not (text.isascii() and text.isdigit() and len(text) <= 6)
+        or not 1 <= int(text) <= MAX_LIMIT
+    ):
         raise OperationError(f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(text)
+
+
+TRUE_WORDS = ("true", "1", "yes")
+FALSE_WORDS = ("false", "0", "no")
+
+
+def _query_flag(text: str | None, name: str) -> bool:
+    """A query flag: absent is false; true/1/yes or false/0/no (any case); else 400, so a
+    typo (`dry_run=on`) never runs the real thing."""
+    if text is None:
+        return False
+    if text.lower() in TRUE_WORDS:
+        return True
+    if text.lower() in FALSE_WORDS:
+        return False
+    raise OperationError(f"{name} must be one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
+
+
+def _body_flag(body: dict[str, Any], name: str) -> bool:
+    """A body flag: absent is false; otherwise a JSON boolean, nothing else ("false" is 400)."""
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise OperationError(f"{name} must be a JSON boolean (true or false)")
+    return value
+
+
+def _body_text(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise OperationError(f"{name} must be a string")
+    return value
+
+
+def _ids(body: dict[str, Any], what: str) -> list[str]:
+    ids = body.get("ids")
+    if ids is None:
+        return []
+    if not isinstance(ids, list) or not all(
+        isinstance(i, str | int) and not isinstance(i, bool) for i in ids
+    ):
+        raise OperationError(f"ids must be a list of {what} ids (strings or whole numbers)")
+    return [str(i) for i in ids]
 
 
 async def _json_body(request: Request) -> dict[str, Any]:

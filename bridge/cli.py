@@ -104,6 +104,7 @@ def serve(config_path: str | None, host: str, port: int, forwarded_allow_ips: st
 
     import uvicorn
 
+    from bridge.servers import BoundedHttpToolsProtocol
     from bridge.service import HTTP_DRAIN, Bridge
 
     config = require_config(config_path)
@@ -119,6 +120,7 @@ def serve(config_path: str | None, host: str, port: int, forwarded_allow_ips: st
             proxy_headers=True,
             forwarded_allow_ips=forwarded_allow_ips,
             timeout_graceful_shutdown=HTTP_DRAIN,
+            http=BoundedHttpToolsProtocol,  # 431 for huge heads, trickled heads time out
         )
     )
     # uvicorn handles SIGTERM/SIGINT while it runs and re-raises the signal once it has

@@ -157,6 +157,15 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True)
+class ProcessingConfig:
+    """How often an event that could not be processed is tried again before it fails."""
+
+    max_attempts: int = 20
+    backoff_initial: float = 2.0
+    backoff_max: float = 600.0
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     max_body_bytes: int = 256 * 1024
     admin_token: str | None = None
@@ -172,8 +181,10 @@ class Config:
     connectors: dict[str, ConnectorConfig]
     log_level: str = "info"
     retention: float = 30 * 86400.0
+    processing: ProcessingConfig = ProcessingConfig()
 
 
+MIN_SECRET_LENGTH = 24  # real whsec_ (38+) and pdl_ntfset_ (60+) secrets are longer
 DEFAULT_TOLERANCE = {"stripe": 300.0, "paddle": 300.0}
 
 
@@ -191,9 +202,19 @@ def parse_config(
 ) -> Config:
     data, source = load_yaml(text, file, environ)
     top = Section(data, (), source)
-    top.only("database", "credyt", "delivery", "server", "connectors", "log_level", "retention")
+    top.only(
+        "database",
+        "credyt",
+        "delivery",
+        "processing",
+        "server",
+        "connectors",
+        "log_level",
+        "retention",
+    )
     credyt = _credyt(top.section("credyt"))
     delivery = _delivery(top.section("delivery"))
+    processing = _processing(top.section("processing"))
     server = _server(top.section("server"))
     connectors_section = top.section("connectors")
     if not connectors_section.data:
@@ -208,6 +229,7 @@ def parse_config(
         connectors=connectors,
         log_level=top.choice("log_level", ("debug", "info", "warning", "error"), "info"),
         retention=top.duration("retention", 30 * 86400.0) or 30 * 86400.0,
+        processing=processing,
     )
     source.raise_errors()
     return config
@@ -269,9 +291,21 @@ def _delivery(section: Section) -> DeliveryConfig:
     )
 
 
+def _processing(section: Section) -> ProcessingConfig:
+    section.only("max_attempts", "backoff_initial", "backoff_max")
+    d = ProcessingConfig()
+    return ProcessingConfig(
+        max_attempts=section.whole("max_attempts", d.max_attempts, minimum=1),
+        backoff_initial=section.duration("backoff_initial", d.backoff_initial) or d.backoff_initial,
+        backoff_max=section.duration("backoff_max", d.backoff_max) or d.backoff_max,
+    )
+
+
 def _server(section: Section) -> ServerConfig:
     section.only("max_body_bytes", "admin_token")
     token = section.text("admin_token")
+    if token is None and section.has("admin_token"):
+        section.error("admin_token", "is empty (remove the key to turn the admin API off)")
     if token is not None and len(token) < 16:
         section.error("admin_token", "must be at least 16 characters")
     return ServerConfig(
@@ -308,6 +342,8 @@ def _connector(name: str, section: Section) -> ConnectorConfig:
     secrets = section.texts("secrets")
     if not secrets:
         section.error("secrets", "at least one webhook signing secret is required")
+    for index, secret in enumerate(secrets):
+        _check_secret(section, ("secrets", index), secret)
     events = known_event_types(kind) if kind in types else frozenset()
     rules = tuple(_rule(rule, kind, events) for rule in section.sections("rules"))
     names = [rule.name for rule in rules]
@@ -410,6 +446,19 @@ def _conditions(section: Section) -> Conditions:
         livemode=section.flag("livemode", None),
         metadata=section.text_map("metadata"),
     )
+
+
+def _check_secret(section: Section, key: tuple[str, int], secret: str) -> None:
+    """An empty or short webhook secret would let anyone sign: refuse it (never print it)."""
+    path = (*section.path, *key)
+    if not secret.strip():
+        section.source.error(path, "is empty (an unset variable with an empty ${VAR:-} default?)")
+    elif len(secret) < MIN_SECRET_LENGTH:
+        section.source.error(
+            path,
+            f"is {len(secret)} characters; a webhook signing secret has at least "
+            f"{MIN_SECRET_LENGTH} characters (copy the whole whsec_... or pdl_ntfset_... value)",
+        )
 
 
 def _credit(section: Section) -> CreditSpec:

@@ -19,7 +19,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, StoreError
 from bridge.events import Ignored, PaymentEvent, Waiting
 from bridge.processing import ConnectorRuntime, Processor
 from bridge.records import EventFilter, InboxRow, ProcessingResult, row_dict
@@ -101,7 +101,7 @@ def normalized_view(row: InboxRow, runtime: ConnectorRuntime | None) -> dict[str
         return {"error": f"connector {row.connector!r} is not in the config"}
     try:
         normalized = runtime.connector.normalize(json.loads(row.body or b"{}"))
-    except (BridgeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except Exception as exc:  # a view: whatever the connector makes of it is shown, no crash
         return {"error": f"{type(exc).__name__}: {exc}"}
     if isinstance(normalized, Ignored):
         return {"ignored": normalized.reason}
@@ -138,15 +138,24 @@ def event_detail(
     }
 
 
+MAX_ROW_ID = 2**63 - 1  # the largest SQLite / PostgreSQL bigint row id
+
+
+def _row_ref(ref: str) -> bool:
+    """False for a ref no row can have: digits that are not ASCII (`²`) or beyond MAX_ROW_ID
+    (the stores would raise on them, and no PSP id looks like that either)."""
+    return not ref.isdigit() or (ref.isascii() and len(ref) <= 19 and int(ref) <= MAX_ROW_ID)
+
+
 def find_event(store: Store, ref: str) -> InboxRow:
-    row = store.get_event(ref)
+    row = store.get_event(ref) if _row_ref(ref) else None
     if row is None:
         raise NotFoundError(f"no stored event {ref!r} (give a row id or the PSP event id)")
     return row
 
 
 def adjustment_detail(store: Store, ref: str) -> dict[str, Any]:
-    adjustment = store.get_adjustment(ref)
+    adjustment = store.get_adjustment(ref) if _row_ref(ref) else None
     if adjustment is None:
         raise NotFoundError(f"no adjustment {ref!r} (give a row id or the transaction id)")
     data = plain(row_dict(adjustment))
@@ -243,7 +252,12 @@ async def replay_event(processor: Processor, row: InboxRow, *, dry_run: bool) ->
     admin API) never races the processor on the same payment."""
     held: list[asyncio.Lock] = []
     try:
-        result = await processor.process(row, held=held)
+        try:
+            result = await processor.process(row, held=held)
+        except StoreError:
+            raise
+        except Exception as exc:  # a bug reading this event: its reason, not a traceback
+            result = processor.crashed(row, exc)
         new = frozenset(
             a.transaction_id
             for a in result.adjustments
@@ -274,7 +288,7 @@ async def retry_adjustments(store: Store, refs: Sequence[str] = (), *, dead: boo
         raise OperationError("name the adjustments to retry (IDs) or pass --dead")
     ids = []
     for ref in refs:
-        adjustment = store.get_adjustment(ref)
+        adjustment = store.get_adjustment(ref) if _row_ref(ref) else None
         if adjustment is None:
             raise NotFoundError(f"no adjustment {ref!r} (give a row id or the transaction id)")
         ids.append(adjustment.id)

@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from bridge.assets import AssetPrecisions
-from bridge.config import ConnectorConfig, Rule
+from bridge.config import ConnectorConfig, ProcessingConfig, Rule
 from bridge.customers import CustomerResolver
 from bridge.errors import CredytUnavailableError, EventError, StoreError
 from bridge.events import Ignored, Kind, PaymentEvent, Waiting
@@ -46,6 +46,7 @@ log = structlog.get_logger("bridge.processing")
 RETRY_INITIAL = 2.0  # seconds before an event that could not be processed yet is tried again
 RETRY_MAX = 600.0
 STORE_RETRY = 1.0  # seconds before an event whose outcome could not be stored is tried again
+STORE_RETRY_MAX = 15.0  # ...doubling while the same event keeps failing to be recorded
 # How long a payment event that names no customer (Stripe invoice_payment.paid) waits
 # for another event of the same payment to credit it, before it is failed.
 CUSTOMER_HOLD = 7 * 86400.0
@@ -57,8 +58,8 @@ class ConnectorRuntime:
     connector: Connector
 
 
-def retry_delay(attempts: int) -> float:
-    return float(min(RETRY_MAX, RETRY_INITIAL * 2 ** min(attempts, 20)))
+def retry_delay(attempts: int, initial: float = RETRY_INITIAL, maximum: float = RETRY_MAX) -> float:
+    return float(min(maximum, initial * 2 ** min(attempts, 20)))
 
 
 class Processor:
@@ -75,9 +76,13 @@ class Processor:
         lease: float = 60.0,
         pressure: IngestPressure | None = None,
         assets: AssetPrecisions | None = None,
+        retries: ProcessingConfig | None = None,
     ) -> None:
         self.store = store
         self.assets = assets  # every credit is cut to its asset's precision
+        self.retries = retries or ProcessingConfig()
+        # consecutive failures to record each event's outcome (the store's pause grows)
+        self._store_failures: dict[int, int] = {}
         self.metrics = metrics
         self.pressure = pressure
         self.connectors = connectors
@@ -166,22 +171,66 @@ class Processor:
             pass
 
     async def _guarded(self, row: InboxRow) -> None:
+        """Process one event; whatever goes wrong, it is tried again later, never at once.
+
+        An exception nobody expected (a connector bug, date arithmetic...) is recorded
+        like any other retry: the event stays `pending` with the error as its reason and
+        a growing delay, and after `max_attempts` it ends `failed`. An outcome the store
+        could not record keeps the event in flight for a growing pause (the store is
+        down or refuses this event), so nothing spins on it either."""
         try:
-            await self.handle(row)
+            try:
+                await self.handle(row)
+            except StoreError:
+                raise
+            except Exception as exc:  # never let one event stop the processor
+                log.exception(
+                    "event_processing_crashed",
+                    event_id=row.event_id,
+                    connector=row.connector,
+                    attempts=row.attempts + 1,
+                )
+                await self.record(row, self.crashed(row, exc))
+            self._store_failures.pop(row.id, None)
         except StoreError as exc:  # e.g. a full disk: it stays pending, tried again later
+            failures = self._store_failures[row.id] = self._store_failures.get(row.id, 0) + 1
+            pause = min(STORE_RETRY_MAX, STORE_RETRY * 2 ** min(failures - 1, 10))
             log.warning(
                 "event_record_failed",
                 event_id=row.event_id,
                 connector=row.connector,
                 error=str(exc),
+                retry_in=pause,
             )
-            await asyncio.sleep(STORE_RETRY)  # held in flight meanwhile, so no busy loop
-        except Exception:  # never let one event stop the processor; it stays pending
+            await asyncio.sleep(pause)  # held in flight meanwhile, so no busy loop
+        except Exception:  # recording the crash itself failed: pause, as above
             log.exception(
                 "event_processing_crashed", event_id=row.event_id, connector=row.connector
             )
+            await asyncio.sleep(STORE_RETRY_MAX)
         finally:
             self._in_flight.discard(row.id)
+
+    def crashed(self, row: InboxRow, exc: Exception) -> ProcessingResult:
+        """What an exception nobody expected while processing `row` makes of it: a retry
+        with the error as its reason, or `failed` once its attempts are spent."""
+        return self._retry(row, f"processing crashed: {type(exc).__name__}: {exc}")
+
+    def _retry(self, row: InboxRow, reason: str) -> ProcessingResult:
+        """Try `row` again after a growing delay, or fail it once its attempts are spent.
+
+        `row.attempts` counts every earlier try of the event (holds included); this one
+        is attempt `row.attempts + 1`."""
+        attempt = row.attempts + 1
+        if attempt >= self.retries.max_attempts:
+            return _failed(row, f"{reason} (gave up after {attempt} attempts)")
+        return ProcessingResult(
+            row.id,
+            EventStatus.PENDING,
+            f"{reason} (attempt {attempt} of {self.retries.max_attempts})",
+            next_attempt_at=time.time()
+            + retry_delay(row.attempts, self.retries.backoff_initial, self.retries.backoff_max),
+        )
 
     async def handle(self, row: InboxRow) -> ProcessingResult:
         """Process one stored event and record the outcome."""
@@ -258,10 +307,10 @@ class Processor:
                 payment_ids=normalized.payment_ids,
             )
         except CredytUnavailableError as exc:
-            return _later(row, f"Credyt unavailable for the customer lookup: {exc}")
+            return self._retry(row, f"Credyt unavailable for the customer lookup: {exc}")
         except EventError as exc:
             return _failed(row, str(exc))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
             return _failed(row, f"payload could not be read: {type(exc).__name__}: {exc}")
 
     async def _apply_rules(

@@ -92,6 +92,7 @@ class Bridge:
             lease=2 * config.credyt.timeout + 5,
             pressure=self.pressure,
             assets=AssetPrecisions(self.client, config.credyt.assets),
+            retries=config.processing,
         )
         self.processor.credyt_target = self._credyt_target
         self.app: WebhookFastPath = create_app(

@@ -248,6 +248,15 @@ def _outbox_row(r: Sequence[Any]) -> OutboxRow:
     return OutboxRow(**values)
 
 
+def file_identity(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the file at `path`, None if there is none: one stat call."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 class SQLiteStore:
     """The embedded store. Safe to open from several processes (serve and the CLI)."""
 
@@ -265,8 +274,23 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {path}: {exc}") from exc
         self._local = threading.local()
-        self.writer = Writer(lambda: connect(path))
+        self._identity: tuple[int, int] | None = None
+        self.writer = Writer(self._connect_writer, guard=self._check_same_file)
         self.writer.start()
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = connect(self.path)
+        self._identity = file_identity(self.path)
+        return conn
+
+    def _check_same_file(self) -> None:
+        """StoreError if the database file was deleted or replaced since it was opened:
+        what would be committed now would not be in the file the next start opens."""
+        if self._identity is not None and file_identity(self.path) != self._identity:
+            raise StoreError(
+                f"the database file {self.path} was deleted or replaced while open; "
+                "restart the bridge (writes are refused until then)"
+            )
 
     def close(self) -> None:
         self.writer.close()

@@ -34,9 +34,18 @@ class _Job:
 
 
 class Writer:
-    def __init__(self, connect: Callable[[], sqlite3.Connection], max_batch: int = 1000) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        max_batch: int = 1000,
+        *,
+        guard: Callable[[], None] | None = None,
+    ) -> None:
         self._connect = connect
         self._max_batch = max_batch
+        # Called before each COMMIT; raising StoreError rolls the group back, so nothing
+        # is acknowledged that would not be there at the next start (e.g. a deleted file).
+        self._guard = guard
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
         self._started = threading.Event()
@@ -108,6 +117,8 @@ class Writer:
                 else:
                     conn.execute("RELEASE job")
                     results.append((True, value))
+            if self._guard is not None:
+                self._guard()
             conn.execute("COMMIT")
             self.commits += 1
         except sqlite3.Error as exc:
@@ -119,6 +130,10 @@ class Writer:
             log.error("store_commit_failed", error=str(exc), jobs=len(batch))
             error = StoreError(f"the database could not commit: {exc}")
             results = [(False, error)] * len(batch)
+        except StoreError as exc:  # the guard refused the commit
+            conn.execute("ROLLBACK")
+            log.error("store_commit_refused", error=str(exc), jobs=len(batch))
+            results = [(False, exc)] * len(batch)
         _settle(batch, results)
 
 

@@ -111,9 +111,12 @@ def _interpolate(text: str, path: Path, source: Source, env: Mapping[str, str]) 
         value = env.get(name)
         if value:
             return value
-        if default is not None:
+        if default is not None:  # `${NAME:-default}`: unset or empty takes the default
             return default
-        source.error(path, f"environment variable {name} is not set")
+        if value is None:
+            source.error(path, f"environment variable {name} is not set")
+        else:
+            source.error(path, f"environment variable {name} is empty")
         return ""
 
     return _VARIABLE.sub(replace, text)

@@ -18,9 +18,40 @@ and, for `credyt-bridge send`, the demo and the tests, how to produce a webhook:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from bridge.errors import EventError
 from bridge.events import Envelope, Normalized
+
+# The moments a payment event may name. Anything outside is not a real payment's date
+# (`created: 10**17`, a Paddle `occurred_at` in year 9999); read as is, it breaks date
+# arithmetic (an expiry 30 days later overflows), so the event fails with this reason.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def checked_moment(what: str, value: object, moment: datetime | None) -> datetime | None:
+    """`moment` if it lies in [EARLIEST, LATEST); else EventError naming `what` and `value`."""
+    if moment is None or EARLIEST <= moment < LATEST:
+        return moment
+    raise EventError(_out_of_range(what, value))
+
+
+def moment_of_unix(what: str, value: int) -> datetime:
+    """A Unix time in seconds as an aware datetime, if it lies in [EARLIEST, LATEST)."""
+    if not EARLIEST.timestamp() <= value < LATEST.timestamp():
+        raise EventError(_out_of_range(what, value))
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _out_of_range(what: str, value: object) -> str:
+    shown = str(value)
+    shown = shown if len(shown) <= 40 else shown[:40] + "..."
+    return (
+        f"{what} {shown} is out of range: a payment event's dates lie between "
+        f"{EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
+    )
 
 
 class Connector(Protocol):

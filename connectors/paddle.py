@@ -47,6 +47,7 @@ from typing import Any
 from bridge.errors import EventError, MalformedEventError, SignatureError
 from bridge.events import Envelope, Ignored, Kind, LineItem, Normalized, PaymentEvent
 from bridge.money import paddle_exponent, parse_minor, to_major
+from connectors import checked_moment
 
 PSP = "paddle"
 SIGNATURE_HEADER = "paddle-signature"
@@ -149,7 +150,7 @@ class PaddleConnector:
             psp=PSP,
             event_id=str(raw["event_id"]),
             event_type=str(raw["event_type"]),
-            occurred_at=_parse_time(raw.get("occurred_at")),
+            occurred_at=_checked_time("occurred_at", raw.get("occurred_at")),
             livemode=None,
             # major units derived here, so they always agree with amount_minor
             amount=to_major(fields["amount_minor"], paddle_exponent(fields["currency"])),
@@ -212,7 +213,9 @@ class PaddleConnector:
                 for item, price in zip(items, prices, strict=True)
             ),
             metadata=metadata,
-            period_end=_parse_time(_mapping(txn.get("billing_period")).get("ends_at")),
+            period_end=_checked_time(
+                "billing_period.ends_at", _mapping(txn.get("billing_period")).get("ends_at")
+            ),
             object_ids=object_ids,
         )
 
@@ -578,6 +581,11 @@ def _parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _checked_time(what: str, value: Any) -> datetime | None:
+    """`_parse_time`, refusing a moment no real payment has (year 9999): EventError."""
+    return checked_moment(what, value, _parse_time(value))
 
 
 def _rfc3339(when: datetime) -> str:

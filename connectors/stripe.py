@@ -19,7 +19,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import stripe
@@ -27,6 +27,7 @@ import stripe
 from bridge.errors import EventError, MalformedEventError, SignatureError
 from bridge.events import Envelope, Ignored, Kind, LineItem, Normalized, PaymentEvent
 from bridge.money import parse_minor, stripe_exponent, to_major
+from connectors import moment_of_unix
 
 PSP = "stripe"
 SIGNATURE_HEADER = "stripe-signature"
@@ -116,7 +117,9 @@ class StripeConnector:
             event_id=str(raw["id"]),
             event_type=str(raw["type"]),
             occurred_at=(
-                datetime.fromtimestamp(created, UTC) if isinstance(created, int) else None
+                moment_of_unix("the event's created time", created)
+                if isinstance(created, int) and not isinstance(created, bool)
+                else None
             ),
             livemode=raw.get("livemode") if isinstance(raw.get("livemode"), bool) else None,
             # major units derived here, so they always agree with amount_minor
@@ -722,14 +725,21 @@ def _verify_with(body: bytes, header: str, secret: str) -> bool:
 
 
 def _header_timestamp(header: str) -> int:
-    for item in header.split(","):
-        key, _, value = item.strip().partition("=")
-        if key == "t":
-            try:
-                return int(value)
-            except ValueError:
-                break
-    raise SignatureError("Stripe-Signature has no valid t= timestamp", reason="malformed")
+    """The one `t` of a Stripe-Signature header, read as stripe's WebhookSignature reads it.
+
+    The library splits on `,` then on `=`, keys taken as they are (` t` is not `t`), and
+    signs with the first `t`. A header with any other item that is a `t` once stripped
+    (`t=NOW, t=OLD` or `v1=SIG, t=NOW,t=OLD`) is refused: the tolerance must be checked
+    against the very timestamp the signature covers, and no reader may see another."""
+    items = [item.split("=", 2) for item in header.split(",")]
+    if sum(1 for item in items if item[0].strip() == "t") != 1:
+        raise SignatureError(
+            "Stripe-Signature must carry exactly one t= timestamp", reason="malformed"
+        )
+    found = [item for item in items if item[0] == "t"]
+    if not found or len(found[0]) < 2 or not found[0][1].isdigit():
+        raise SignatureError("Stripe-Signature has no valid t= timestamp", reason="malformed")
+    return int(found[0][1])
 
 
 def _parse_json(body: bytes) -> dict[str, Any]:
@@ -832,4 +842,4 @@ def _period_end(lines: list[Raw]) -> datetime | None:
         for line in lines
         if isinstance(line.get("period"), Mapping) and isinstance(line["period"].get("end"), int)
     ]
-    return datetime.fromtimestamp(max(ends), UTC) if ends else None
+    return moment_of_unix("the invoice line's period end", max(ends)) if ends else None

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config.example.yaml"
 EXAMPLE_ENV = {
     "CREDYT_API_KEY": "key_test_example",
-    "STRIPE_WEBHOOK_SECRET": "whsec_example",
-    "PADDLE_WEBHOOK_SECRET": "pdl_ntfset_example",
+    "STRIPE_WEBHOOK_SECRET": "whsec_example_abcdefghijklmnopqrstuvwx",
+    "PADDLE_WEBHOOK_SECRET": "pdl_ntfset_example_abcdefghijklmnopqrstuvwx",
 }
 
 GOOD = """\
@@ -36,7 +36,7 @@ delivery:
 connectors:
   stripe:
     type: stripe
-    secrets: ["${STRIPE_WEBHOOK_SECRET}", "whsec_${SUFFIX:-old}"]
+    secrets: ["${STRIPE_WEBHOOK_SECRET}", "whsec_${SUFFIX:-old}_abcdefghijklmnopqrstuvwx"]
     tolerance: 10m
     rules:
       - name: subscription-payment
@@ -54,7 +54,7 @@ connectors:
           rate: "1.5"
           expires: 30d
 """
-GOOD_ENV = {"CREDYT_API_KEY": "key_1", "STRIPE_WEBHOOK_SECRET": "whsec_1"}
+GOOD_ENV = {"CREDYT_API_KEY": "key_1", "STRIPE_WEBHOOK_SECRET": "whsec_1_abcdefghijklmnopqrstuvwx"}
 
 
 def errors_of(text: str, env: dict[str, str] | None = None, file: str = "bridge.yaml") -> list[str]:
@@ -88,7 +88,10 @@ def test_variables_and_defaults_are_interpolated() -> None:
     assert config.database == "bridge.db"
     assert config.credyt.api_url == "https://api.credyt.ai"
     assert config.credyt.api_key == "key_1"
-    assert config.connectors["stripe"].secrets == ("whsec_1", "whsec_old")
+    assert config.connectors["stripe"].secrets == (
+        "whsec_1_abcdefghijklmnopqrstuvwx",
+        "whsec_old_abcdefghijklmnopqrstuvwx",
+    )
 
 
 def test_set_variables_override_defaults() -> None:
@@ -100,7 +103,10 @@ def test_set_variables_override_defaults() -> None:
     config = parse_config(GOOD, "bridge.yaml", env)
     assert config.database == "/data/b.db"
     assert config.credyt.api_url == "http://127.0.0.1:8090"
-    assert config.connectors["stripe"].secrets == ("whsec_1", "whsec_new")
+    assert config.connectors["stripe"].secrets == (
+        "whsec_1_abcdefghijklmnopqrstuvwx",
+        "whsec_new_abcdefghijklmnopqrstuvwx",
+    )
 
 
 def test_os_environ_is_the_default_source(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,7 +114,7 @@ def test_os_environ_is_the_default_source(monkeypatch: pytest.MonkeyPatch) -> No
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("SUFFIX", "fromenv")
     config = parse_config(GOOD, "bridge.yaml")
-    assert config.connectors["stripe"].secrets[1] == "whsec_fromenv"
+    assert config.connectors["stripe"].secrets[1] == "whsec_fromenv_abcdefghijklmnopqrstuvwx"
 
 
 def test_values_are_typed() -> None:
@@ -173,7 +179,10 @@ def test_missing_secret_variable() -> None:
 
 def test_no_secrets_at_all() -> None:
     text = with_line(
-        GOOD, '    secrets: ["${STRIPE_WEBHOOK_SECRET}", "whsec_${SUFFIX:-old}"]\n', ""
+        GOOD,
+        '    secrets: ["${STRIPE_WEBHOOK_SECRET}", "whsec_${SUFFIX:-old}_abcdefghijklmnopqrstuvwx"]'
+        "\n",
+        "",
     )
     message = one_error(text)
     assert "connectors.stripe.secrets: at least one" in message
@@ -301,13 +310,13 @@ def test_example_loads_with_the_documented_variables() -> None:
     assert config.credyt.api_key == "key_test_example"
     assert sorted(config.connectors) == ["paddle", "stripe"]
     stripe = config.connectors["stripe"]
-    assert stripe.secrets == ("whsec_example",)
+    assert stripe.secrets == ("whsec_example_abcdefghijklmnopqrstuvwx",)
     assert stripe.tolerance == 300
     rule = next(r for r in stripe.rules if "invoice.paid" in r.on)
     assert rule.credit is not None and rule.credit.amount is None
     assert rule.credit.asset is None  # the invoice currency
     assert rule.credit.reason == "external_topup"
-    assert config.connectors["paddle"].secrets == ("pdl_ntfset_example",)
+    assert config.connectors["paddle"].secrets == ("pdl_ntfset_example_abcdefghijklmnopqrstuvwx",)
 
 
 def test_example_honours_the_optional_variables() -> None:

@@ -45,7 +45,7 @@ credyt: {{api_url: "https://api.credyt.ai", api_key: key_test}}
 connectors:
   {NAME}:
     type: stripe
-    secrets: [whsec_test]
+    secrets: [whsec_test_abcdefghijklmnopqrstuvwx]
     rules:
       - name: credit-rule
         on: invoice.paid
@@ -62,7 +62,7 @@ credyt: {{api_key: key_test}}
 connectors:
   {NAME}:
     type: stripe
-    secrets: [whsec_test]
+    secrets: [whsec_test_abcdefghijklmnopqrstuvwx]
     rules:
       - {{name: credit-rule, on: invoice.paid, credit: {{}}}}
       - {{name: reverse-rule, on: invoice.paid, reverse: {{}}}}
@@ -70,10 +70,10 @@ connectors:
 
 ENV = {
     "CREDYT_API_KEY": "key_test_docs",
-    "STRIPE_WEBHOOK_SECRET": "whsec_docs",
-    "STRIPE_EU_WEBHOOK_SECRET": "whsec_docs_eu",
-    "STRIPE_WEBHOOK_SECRET_NEXT": "whsec_docs_next",
-    "PADDLE_WEBHOOK_SECRET": "pdl_ntfset_docs",
+    "STRIPE_WEBHOOK_SECRET": "whsec_docs_abcdefghijklmnopqrstuvwx",
+    "STRIPE_EU_WEBHOOK_SECRET": "whsec_docs_eu_abcdefghijklmnopqrstuvwx",
+    "STRIPE_WEBHOOK_SECRET_NEXT": "whsec_docs_next_abcdefghijklmnopqrstuvwx",
+    "PADDLE_WEBHOOK_SECRET": "pdl_ntfset_docs_abcdefghijklmnopqrstuvwx",
     "BRIDGE_ADMIN_TOKEN": "a-long-admin-token-0123456789",
     "STRIPE_API_KEY": "rk_test_docs",
 }

@@ -19,7 +19,7 @@ credyt: {{api_key: k}}
 connectors:
   paddle:
     type: paddle
-    secrets: [s]
+    secrets: [pdl_ntfset_test_abcdefghijklmnop]
     match: all
     rules:
 {rules}

@@ -313,7 +313,7 @@ RULES = """
 connectors:
   stripe:
     type: stripe
-    secrets: [whsec_x]
+    secrets: [whsec_x_abcdefghijklmnopqrstuvwx]
     match: {match}
     rules:
 {rules}

@@ -77,6 +77,11 @@ class WebhookSecuritySuite:
     def event(self, event_id: str) -> dict[str, Any]:
         raise NotImplementedError
 
+    def with_fresh_timestamp_added(self, headers: dict[str, str], now: int) -> list[str]:
+        """Ways an attacker re-sends a captured (stale) header with a fresh timestamp
+        added beside the one its signature covers."""
+        raise NotImplementedError
+
     # -- helpers ---------------------------------------------------------------------
 
     @pytest.fixture
@@ -220,6 +225,16 @@ class WebhookSecuritySuite:
         answer = self.post(bridge, body, headers)
         self.assert_refused(bridge, answer)
 
+    def test_a_stale_header_with_a_fresh_timestamp_added_is_400(
+        self, bridge: RunningBridge
+    ) -> None:
+        body = self.body("evt_replayed")
+        now = int(time.time())
+        captured = self.sign(body, self.secret, now - 2 * TOLERANCE)
+        for forged in self.with_fresh_timestamp_added(captured, now):
+            answer = self.post(bridge, body, {**captured, self.header: forged})
+            self.assert_refused(bridge, answer)
+
     def test_timestamp_within_tolerance_is_accepted(self, bridge: RunningBridge) -> None:
         body = self.body("evt_recent")
         answer = self.post(bridge, body, self.sign(body, self.secret, int(time.time()) - 20))
@@ -338,6 +353,15 @@ class TestStripeSecurity(WebhookSecuritySuite):
         v1 = other[self.header].split(",v1=")[1]
         return {**headers, self.header: f"{headers[self.header]},v1={v1}"}
 
+    def with_fresh_timestamp_added(self, headers: dict[str, str], now: int) -> list[str]:
+        old, v1 = headers[self.header].split(",")
+        return [
+            f"{v1}, t={now},{old}",  # stripe reads the `t` without a space; we must too
+            f"t={now},{v1},{old}",
+            f"{old},{v1},t={now}",
+            f"{v1},t={now}, {old}",
+        ]
+
     def event(self, event_id: str) -> dict[str, Any]:
         return stripe.sample_event(
             "invoice.paid", event_id=event_id, object_id=f"in_{event_id}", customer="cust_x"
@@ -359,6 +383,15 @@ class TestPaddleSecurity(WebhookSecuritySuite):
     ) -> dict[str, str]:
         h1 = other[self.header].split(";h1=")[1]
         return {**headers, self.header: f"{headers[self.header]};h1={h1}"}
+
+    def with_fresh_timestamp_added(self, headers: dict[str, str], now: int) -> list[str]:
+        old, h1 = headers[self.header].split(";")
+        return [
+            f"ts={now};{old};{h1}",
+            f"{old};{h1};ts={now}",
+            f"{h1}; ts={now};{old}",
+            f"{old}; ts={now};{h1}",
+        ]
 
     def event(self, event_id: str) -> dict[str, Any]:
         return paddle.sample_event(
