@@ -520,8 +520,9 @@ def _reversal_of(
         and first.transaction_id == credit.transaction_id
         and a.asset == credit.asset
     ]
+    places = max(0, -event.amount.as_tuple().exponent)  # type: ignore[operator]
     taken = -sum((Decimal(a.amount) for a in mine), Decimal(0)) + sum(
-        (proportional(original, _signed_minor(a), whole) for a in unknown), Decimal(0)
+        (proportional(original, _signed_minor(a), whole, places) for a in unknown), Decimal(0)
     )
     family = _family(event)
     counted = [*mine, *unknown]
@@ -531,13 +532,13 @@ def _reversal_of(
         after = event.amount_minor if event.cumulative else same + event.amount_minor
         if after <= same:
             return None
-        target = proportional(original, max(0, min(whole, after + others)), whole)
+        target = proportional(original, max(0, min(whole, after + others)), whole, places)
         amount = -(target - taken)
         minor = after - same
         if amount >= 0:
             return None  # nothing new; never turn a reversal into its opposite
     else:
-        amount = min(proportional(original, event.amount_minor, whole), taken)
+        amount = min(proportional(original, event.amount_minor, whole, places), taken)
         minor = event.amount_minor
         if amount <= 0:
             return None
