@@ -537,8 +537,8 @@ def _reversal_of(
         minor = after - same
         if amount >= 0:
             return None  # nothing new; never turn a reversal into its opposite
-    else:
-        amount = min(proportional(original, event.amount_minor, whole, places), taken)
+    else:  # a reinstatement may arrive before its reversal: that one then counts it
+        amount = proportional(original, event.amount_minor, whole, places)
         minor = event.amount_minor
         if amount <= 0:
             return None

@@ -632,7 +632,8 @@ class SQLiteStore:
         - their delivery attempts;
         - events `processed` or `ignored`, received before `before`, once no adjustment
           refers to them. `failed` and `pending` events and `dead` adjustments stay.
-        A refund of a pruned payment meets the reversal rule's `unknown_original`.
+        What was decided for a payment (table `decided`) is never pruned: a refund of a
+        pruned payment still finds its credit, and its other events do not credit it.
         """
         counts = {"adjustments": 0, "attempts": 0, "events": 0}
         while True:
