@@ -808,7 +808,7 @@ async def _record_processing(conn: AsyncConn, result: ProcessingResult, now: flo
     )
     if ids:
         await _lock_classes(conn, ids)
-    if result.adjustments and result.basis is not None:
+    if result.basis is not None:
         if (await _state_in(conn, ids)).basis != result.basis:
             raise DecisionConflictError(
                 f"payment {result.payment_key} was decided elsewhere meanwhile"

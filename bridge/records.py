@@ -141,7 +141,8 @@ class ProcessingResult:
     payment_ids: tuple[str, ...] = ()
     # The decided adjustments the outcome was based on (PaymentState.basis), or None
     # when it read none. Recording re-checks it in the same transaction and refuses
-    # with DecisionConflict if another process decided for the payment meanwhile.
+    # with DecisionConflictError if another process decided for the payment meanwhile:
+    # a credit, but also a hold ("no credit yet") or a skip made on what is now stale.
     basis: tuple[str, ...] | None = None
 
 

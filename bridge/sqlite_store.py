@@ -710,7 +710,7 @@ def _record_processing(conn: sqlite3.Connection, result: ProcessingResult, now: 
     ids = statements.payment_ids_of(
         result.payment_key, [*result.payment_ids, *(a.payment_key for a in result.adjustments)]
     )
-    if result.adjustments and result.basis is not None:
+    if result.basis is not None:
         if _payment_state(conn, ids).basis != result.basis:
             raise DecisionConflictError(
                 f"payment {result.payment_key} was decided elsewhere meanwhile"
