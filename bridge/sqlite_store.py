@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -226,6 +227,10 @@ def _fill_decisions(
     for r in rows:
         original = family = None
         reversed_minor = 0
+        reference = r.reversal_key
+        if reference is not None:
+            # recorded as "<refund>[:<cumulative total>]:<rule>": the refund alone
+            reference = re.sub(r":\d+$", "", reference.rsplit(":", 1)[0])
         if r.kind != "payment":
             metadata = json.loads(r.body).get("metadata") or {}
             original = metadata.get("original_transaction_id")
@@ -250,7 +255,7 @@ def _fill_decisions(
                 r.rule,
                 r.kind,
                 r.payment_key,
-                r.reversal_key,
+                reference,
                 original,
                 family,
                 r.customer_id,

@@ -467,14 +467,28 @@ def test_migration_to_autoincrement_keeps_rows_and_the_decisions_they_stand_for(
         " VALUES (7, 'tx1', NULL, 'stripe', 'topup', 'payment', 'pi_old', 'cust', 'USD',"
         " 'default', '40', 4000, '{}', 'delivered')"
     )
+    conn.execute(
+        "INSERT INTO outbox (id, transaction_id, inbox_id, connector, rule, kind, payment_key,"
+        " reversal_key, customer_id, asset, account, amount, payment_amount_minor, body, status)"
+        " VALUES (9, 'tx2', NULL, 'stripe', 'refund', 'reversal', 'pi_old', 're_old:topup',"
+        " 'cust', 'USD', 'default', '-10', 1000,"
+        ' \'{"metadata": {"original_transaction_id": "tx1"}}\', \'delivered\')'
+    )
     conn.execute("INSERT INTO payment_links (id, payment_key) VALUES ('cs_old', 'pi_old')")
     conn.close()
     store = SQLiteStore(path)
     try:
-        assert [a.id for a in store.list_adjustments()] == [7]
+        assert [a.id for a in store.list_adjustments()] == [9, 7]
         state = store.payment_state(["cs_old"])
         assert set(state.ids) == {"cs_old", "pi_old"}
-        assert [d.transaction_id for d in state.decided] == ["tx1"]
+        assert [d.transaction_id for d in state.decided] == ["tx1", "tx2"]
+        refund = state.decided[1]
+        # keyed by the refund alone now, so its later events find it whatever the rule
+        assert (refund.reversal_key, refund.original, refund.reversed_minor) == (
+            "re_old",
+            "tx1",
+            1000,
+        )
         (sql,) = store._query("SELECT sql FROM sqlite_master WHERE name = 'inbox'")[0]
         assert "AUTOINCREMENT" in sql
     finally:
