@@ -1,7 +1,8 @@
 """Rules: which normalized events become which Credyt adjustments, and for how much.
 
 Pure functions of the event and the config, so a replay of a stored event gives the
-same adjustments and the same transaction ids (UUIDv5 of `psp:payment key:rule`).
+same adjustments and the same transaction ids (credits: UUIDv5 of `psp:payment key:rule`;
+reversals, in bridge.processing: of the PSP refund and the credit it reverses).
 """
 
 from __future__ import annotations
