@@ -332,6 +332,9 @@ class Processor:
         whichever of the payment's events and ids it arrives under."""
         credits = [a for a in recorded if a.kind == Kind.PAYMENT.value]
         if config.match == "first":
+            undone = _undo_duplicates(row, event, config, rules[0], recorded)
+            if undone is not None:
+                return undone
             mine = build_credit(rules[0], event, config, "")
             other = [a for a in credits if a.transaction_id != mine.transaction_id]
             if other:
@@ -466,6 +469,68 @@ class Processor:
             reason=f"{what}; rule {rule.name} {'debits' if sign < 0 else 'credits back'} "
             f"{event.currency} {abs(amount)} without it (unknown_original: debit)",
         )
+
+
+def _undo_duplicates(
+    row: InboxRow, event: PaymentEvent, config: ConnectorConfig, rule: Rule, recorded: list[Decided]
+) -> ProcessingResult | None:
+    """Two `match: first` credits in one payment: each was made under an id that nothing
+    linked to the other yet (invoice.paid naming no PaymentIntent, then the marked
+    payment_intent.succeeded), and this event's ids joined them. Every credit after the
+    first is taken back in full (what refunds left of it), once: its key names it."""
+    ours = [a for a in recorded if a.kind == Kind.PAYMENT.value and a.connector == config.name]
+    adjustments = []
+    for credit in ours[1:]:
+        key = f"duplicate:{credit.transaction_id}"
+        if any(a.reversal_key == key for a in recorded):
+            continue
+        taken = -sum(
+            (Decimal(a.amount) for a in recorded if a.original == credit.transaction_id),
+            Decimal(0),
+        )
+        amount = -(Decimal(credit.amount) - taken)
+        if amount >= 0:
+            continue
+        metadata = adjustment_metadata(rule, event, config, {})
+        metadata["original_transaction_id"] = credit.transaction_id
+        metadata["duplicate_of"] = ours[0].transaction_id
+        body: dict[str, Any] = {
+            "transaction_id": transaction_id(event.psp, key, "reversal"),
+            "account_name": credit.account,
+            "asset": credit.asset,
+            "amount": amount,
+            "reason": "external_refund",
+            "description": f"{PSP_TITLES.get(event.psp, event.psp)} payment "
+            f"{credit.payment_key} credited twice: it is {ours[0].payment_key}",
+            "metadata": metadata,
+        }
+        adjustments.append(
+            NewAdjustment(
+                transaction_id=body["transaction_id"],
+                connector=config.name,
+                rule=rule.name,
+                kind=Kind.REVERSAL.value,
+                payment_key=credit.payment_key,
+                reversal_key=key,
+                customer_id=credit.customer_id,
+                asset=credit.asset,
+                account=credit.account,
+                amount=format_amount(amount),
+                payment_amount_minor=credit.payment_amount_minor,
+                body=encode_json(body),
+                original=credit.transaction_id,
+                reversed_minor=credit.payment_amount_minor,
+                family="duplicate",
+            )
+        )
+    if not adjustments:
+        return None
+    return replace(
+        _processed(row, event, ours[0].customer_id, tuple(adjustments)),
+        reason=f"payment {ours[0].payment_key} was credited again as "
+        f"{', '.join(a.payment_key for a in ours[1:])} before {event.event_type} linked "
+        "their ids: the later credit is taken back (match: first credits a payment once)",
+    )
 
 
 def _reference(event: PaymentEvent) -> str:
