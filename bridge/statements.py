@@ -31,13 +31,15 @@ def for_psycopg(statement: Statement) -> Statement:
 
 
 def insert_adjustment(adj: NewAdjustment, result: ProcessingResult, now: float) -> Statement:
-    """A new outbox row; an existing transaction_id keeps its first body."""
+    """A new outbox row; an existing transaction_id keeps its first body, and one already
+    decided (its row since pruned) is not queued again: one id never carries two bodies."""
     return (
         "INSERT INTO outbox (transaction_id, inbox_id, connector, rule, kind, payment_key,"
         " reversal_key, customer_id, asset, account, amount, payment_amount_minor, body,"
         " status, attempts, next_attempt_at, queued_at, received_at, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?,"
-        " (SELECT received_at FROM inbox WHERE id = ?), ?, ?)"
+        " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?,"
+        " (SELECT received_at FROM inbox WHERE id = ?), ?, ?"
+        " WHERE NOT EXISTS (SELECT 1 FROM decided WHERE transaction_id = ?)"
         " ON CONFLICT (transaction_id) DO NOTHING",
         (
             adj.transaction_id,
@@ -58,6 +60,7 @@ def insert_adjustment(adj: NewAdjustment, result: ProcessingResult, now: float) 
             result.inbox_id,
             now,
             now,
+            adj.transaction_id,
         ),
     )
 

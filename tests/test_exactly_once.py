@@ -527,6 +527,8 @@ async def run_scenario(
         elif operation == "reconfigure":
             running = bool(workers)
             await asyncio.gather(*replays)
+            if running:  # a restart once what can finish has: nothing in flight
+                await settle(bridge, held_ok=True)
             await stop()
             await bridge.client.aclose()
             bridge.store.close()
