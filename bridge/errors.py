@@ -8,6 +8,8 @@ BridgeError
 │   ├── UnknownConnectorError 404
 │   └── PayloadTooLargeError 413
 ├── StoreError               the store could not commit (the receiver answers 503)
+│   └── DecisionConflictError  another process decided for the same payment meanwhile:
+│                            nothing was recorded; decide the event again
 ├── EventError               an accepted event can not become adjustments;
 │   │                        the event ends `failed` with this message
 │   ├── CustomerNotFoundError   no metadata id, and Credyt's look-up answered 404
@@ -56,6 +58,11 @@ class PayloadTooLargeError(WebhookError):
 
 class StoreError(BridgeError):
     """The store could not durably record something."""
+
+
+class DecisionConflictError(StoreError):
+    """What a decision about a payment was based on changed before it was recorded
+    (another process recorded adjustments for the same payment): nothing was written."""
 
 
 class EventError(BridgeError):

@@ -9,7 +9,6 @@ A dry run calls `Processor.process`, which records nothing.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -248,26 +247,26 @@ def events_to_replay(
 async def replay_event(processor: Processor, row: InboxRow, *, dry_run: bool) -> ReplayOutcome:
     """Run the current rules on one stored event; record the result unless `dry_run`.
 
-    Holds the payment's locks like `Processor.handle`, so a replay inside `serve` (the
-    admin API) never races the processor on the same payment."""
-    held: list[asyncio.Lock] = []
-    try:
-        try:
-            result = await processor.process(row, held=held)
-        except StoreError:
-            raise
-        except Exception as exc:  # a bug reading this event: its reason, not a traceback
-            result = processor.crashed(row, exc)
+    Through `Processor.handle`: a replay (inside `serve`, or the CLI beside it) whose
+    payment was decided elsewhere meanwhile is decided again, never recorded twice."""
+    new: frozenset[str] = frozenset()
+
+    def decided(result: ProcessingResult) -> None:
+        nonlocal new
         new = frozenset(
             a.transaction_id
             for a in result.adjustments
             if processor.store.get_adjustment(a.transaction_id) is None
         )
+
+    try:
+        result = await processor.handle(row, dry_run=dry_run, decided=decided)
+    except StoreError:
+        raise
+    except Exception as exc:  # a bug reading this event: its reason, not a traceback
+        result = processor.crashed(row, exc)
         if not dry_run:
             await processor.record(row, result)
-    finally:
-        for lock in reversed(held):
-            lock.release()
     return ReplayOutcome(row, result, dry_run, new)
 
 

@@ -8,8 +8,10 @@ can receive webhooks, process events and deliver adjustments against one databas
   replicas never work on the same row at once, and the rows of a replica that died
   mid-work go to the others once the lease has expired;
 - recording an event's outcome and its adjustments is ONE transaction;
-- the events of one payment are decided by one replica at a time (`lock_payments`:
-  session advisory locks on the payment's ids);
+- a decision about a payment is recorded in one transaction that takes
+  transaction-scoped advisory locks on the payment's id classes and re-checks what the
+  decision read (`PaymentState.basis`): a lost connection can only abort it, never
+  let two replicas record for one payment;
 - `NOTIFY bridge_events` / `bridge_adjustments` wake the workers of every replica (and
   of `serve` after an operator's retry or replay from the CLI).
 
@@ -41,18 +43,20 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTi
 from psycopg_pool.base import AttemptWithBackoff
 
 from bridge import statements
-from bridge.errors import StoreError
+from bridge.errors import DecisionConflictError, StoreError
 from bridge.events import Envelope
 from bridge.records import (
     DeliveryOutcome,
     EventFilter,
     InboxRow,
     OutboxRow,
+    PaymentState,
     ProcessingResult,
 )
 from bridge.sqlite_store import (
     INBOX_COLUMNS,
     OUTBOX_COLUMNS,
+    _fill_decisions,
     _inbox_row,
     _outbox_row,
 )
@@ -62,7 +66,7 @@ from bridge.store import CLOCK_STEP_SLACK, redact_database
 T = TypeVar("T")
 log = structlog.get_logger("bridge.postgres_store")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MIGRATION_LOCK = 0x637265647974  # pg_advisory_xact_lock key: "credyt"
 EVENTS_CHANNEL = "bridge_events"
 ADJUSTMENTS_CHANNEL = "bridge_adjustments"
@@ -71,9 +75,7 @@ POOL_TIMEOUT = 5.0  # seconds a request waits for a free connection before a Sto
 POOL_MAX = 10  # connections for writes and claims
 READ_POOL_MAX = 4  # connections for the synchronous reads
 PRUNE_BATCH = 2000  # rows deleted per transaction, so the workers are never held up long
-LOCK_SPACE = 0x6372  # the first key of the payment advisory locks
-LOCK_WAIT = 30.0  # seconds to wait for another replica to finish with a payment
-LOCK_POLL = 0.05
+LOCK_SPACE = 0x6372  # the first key of the payment advisory (transaction) locks
 # Longest pause between two attempts of a pool to replace a lost connection. The pools'
 # own backoff doubles without a cap (1, 2, 4, 8, 16 s...), so a 40 s outage kept every
 # request failing for 16-21 s after the server was back; one attempt a second per pool
@@ -164,15 +166,55 @@ _MIGRATION_V2 = (
     "CREATE INDEX inbox_event_id ON inbox (event_id)",
 )
 
-# Each migration brings the schema from version N-1 to N (the same steps as the SQLite
-# store's); all run in one transaction.
+
 # Which Credyt environment (live/test) and account an adjustment is for (NULL: any).
 _MIGRATION_V3 = (
     "ALTER TABLE outbox ADD COLUMN credyt_environment text",
     "ALTER TABLE outbox ADD COLUMN credyt_account text",
 )
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _MIGRATION_V1, 2: _MIGRATION_V2, 3: _MIGRATION_V3}
+
+def _fill_v4(conn: psycopg.Connection[Any]) -> None:
+    """The classes of the ids already linked, and the adjustments already recorded."""
+    _fill_decisions(
+        conn.execute(
+            "SELECT id, payment_key FROM payment_links UNION ALL"
+            " SELECT payment_key, payment_key FROM outbox UNION ALL"
+            " SELECT payment_key, payment_key FROM inbox WHERE payment_key IS NOT NULL"
+        ).fetchall(),
+        conn.execute(f"SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id").fetchall(),
+        lambda sql, params: conn.execute(sql.replace("?", "%s"), params),
+    )
+
+
+_MIGRATION_V4: tuple[str | Callable[[psycopg.Connection[Any]], None], ...] = (
+    # Every PSP id of a payment in one class, and every adjustment ever decided: what a
+    # decision reads, never pruned (see bridge.statements). Row ids are identity
+    # columns: never reused after prune.
+    "CREATE TABLE payment_ids (id text PRIMARY KEY, class text NOT NULL)",
+    "CREATE INDEX payment_ids_class ON payment_ids (class)",
+    """CREATE TABLE decided (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        transaction_id text NOT NULL UNIQUE,
+        connector text, rule text, kind text,
+        payment_key text NOT NULL,
+        reversal_key text, original text, family text,
+        customer_id text, asset text, account text, amount text,
+        payment_amount_minor bigint, reversed_minor bigint,
+        decided_at double precision
+    )""",
+    "CREATE INDEX decided_payment ON decided (payment_key)",
+    _fill_v4,
+)
+
+# Each migration brings the schema from version N-1 to N (the same steps as the SQLite
+# store's); all run in one transaction. A step is SQL, or a function of the connection.
+MIGRATIONS: dict[int, tuple[str | Callable[[psycopg.Connection[Any]], None], ...]] = {
+    1: _MIGRATION_V1,
+    2: _MIGRATION_V2,
+    3: _MIGRATION_V3,
+    4: _MIGRATION_V4,
+}
 
 
 def migrate(conn: psycopg.Connection[Any]) -> int:
@@ -188,8 +230,11 @@ def migrate(conn: psycopg.Connection[Any]) -> int:
                 f"({SCHEMA_VERSION}): upgrade credyt-bridge"
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[target]:
-                conn.execute(statement)
+            for step in MIGRATIONS[target]:
+                if isinstance(step, str):
+                    conn.execute(step)
+                else:
+                    step(conn)
             conn.execute("DELETE FROM schema_version")
             conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (target,))
             log.info("store_migrated", schema_version=target)
@@ -209,9 +254,7 @@ class PostgresStore:
             tuple[asyncio.AbstractEventLoop, Callable[[], None], Callable[[], None]]
         ] = []
         self._subscribers_lock = threading.Lock()
-        self._lock_conn: AsyncConn | None = None  # holds this process's payment locks
         self._active: set[asyncio.Task[Any]] = set()  # calls running on the store's loop
-        self._lock_mutex: asyncio.Lock | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="postgres-store", daemon=True
@@ -281,8 +324,6 @@ class PostgresStore:
             for task in late:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
-        if self._lock_conn is not None:
-            await self._lock_conn.close()
         if self._pool is not None:
             await self._pool.close()
         await self._loop.shutdown_default_executor()
@@ -444,6 +485,16 @@ class PostgresStore:
             (payment_key,),
         )
         return [_outbox_row(r) for r in rows]
+
+    def payment_state(self, ids: Sequence[str]) -> PaymentState:
+        """Every id of the payment `ids` belong to, and what was decided for it."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return PaymentState((), ())
+        members = self._query(*for_psycopg(statements.class_members(wanted)))
+        ids_all = sorted({*wanted, *(r[0] for r in members)})
+        rows = self._query(*for_psycopg(statements.decided_for(ids_all)))
+        return PaymentState(tuple(ids_all), tuple(statements.decided_row(r) for r in rows))
 
     def linked_payment_keys(self, ids: Sequence[str]) -> list[str]:
         """The payment keys any of `ids` (PaymentIntent, Charge...) is linked to."""
@@ -697,87 +748,6 @@ class PostgresStore:
                 break
         return counts
 
-    # -- one payment at a time across replicas ------------------------------------------
-
-    async def lock_payments(self, keys: Sequence[str]) -> PaymentLock:
-        """Wait until no other process holds any of these payment keys, then hold them all.
-
-        Session advisory locks on one connection per process (taken all or none, so two
-        replicas can not deadlock); `release()` on the result gives them back. Within a
-        process the caller serialises the same key itself (the processor's own locks).
-        A process that dies releases its locks with its connection.
-        """
-        wanted = sorted(set(keys))
-        if not wanted:
-            return PaymentLock(self, [])
-        if self._closed:
-            raise StoreError("the store is closed")
-        await asyncio.wrap_future(self._on_loop(self._acquire(wanted)))
-        return PaymentLock(self, wanted)
-
-    async def _acquire(self, keys: list[str]) -> None:
-        deadline = time.monotonic() + LOCK_WAIT
-        while True:
-            try:
-                if await self._try_lock(keys):
-                    return
-            except psycopg.Error as exc:
-                log.warning("store_lock_reconnecting", error=_reason(exc))
-                await self._drop_lock_conn()
-            if time.monotonic() > deadline:
-                raise StoreError(
-                    f"payment {', '.join(keys)} is still being processed elsewhere after "
-                    f"{LOCK_WAIT:g}s"
-                )
-            await asyncio.sleep(LOCK_POLL)
-
-    async def _try_lock(self, keys: list[str]) -> bool:
-        if self._lock_mutex is None:
-            self._lock_mutex = asyncio.Lock()
-        async with self._lock_mutex:
-            if self._lock_conn is None or self._lock_conn.closed:
-                self._lock_conn = await psycopg.AsyncConnection.connect(
-                    self.url, autocommit=True, **self._options
-                )
-            cursor = await self._lock_conn.execute(
-                "SELECT k, pg_try_advisory_lock(%s, hashtext(k)) FROM unnest(%s::text[]) AS k",
-                (LOCK_SPACE, keys),
-            )
-            taken = [key for key, ok in await cursor.fetchall() if ok]
-            if len(taken) == len(keys):
-                return True
-            if taken:  # all or none: never hold some while waiting for the others
-                await self._unlock_on(self._lock_conn, taken)
-            return False
-
-    async def _unlock(self, keys: list[str]) -> None:
-        if self._lock_mutex is None:
-            return
-        async with self._lock_mutex:
-            conn = self._lock_conn
-            if conn is None or conn.closed:
-                return  # the connection went, and its locks with it
-            try:
-                await self._unlock_on(conn, keys)
-            except psycopg.Error as exc:
-                log.warning("store_unlock_failed", error=_reason(exc))
-                await self._drop_lock_conn()
-
-    @staticmethod
-    async def _unlock_on(conn: AsyncConn, keys: list[str]) -> None:
-        await conn.execute(
-            "SELECT pg_advisory_unlock(%s, hashtext(k)) FROM unnest(%s::text[]) AS k",
-            (LOCK_SPACE, keys),
-        )
-
-    async def _drop_lock_conn(self) -> None:
-        conn, self._lock_conn = self._lock_conn, None
-        if conn is not None:
-            try:
-                await conn.close()
-            except psycopg.Error:
-                pass
-
     # -- waking the other replicas ----------------------------------------------------
 
     def subscribe(
@@ -834,25 +804,67 @@ class PostgresStore:
                 pass
 
 
-class PaymentLock:
-    """Payment keys held by `PostgresStore.lock_payments`; `release()` may be called from
-    any thread or loop, once."""
+async def _state_in(conn: AsyncConn, ids: Sequence[str]) -> PaymentState:
+    cursor = await conn.execute(*for_psycopg(statements.class_members(ids)))
+    members = sorted({*ids, *(r[0] for r in await cursor.fetchall())})
+    cursor = await conn.execute(*for_psycopg(statements.decided_for(members)))
+    rows = await cursor.fetchall()
+    return PaymentState(tuple(members), tuple(statements.decided_row(r) for r in rows))
 
-    def __init__(self, store: PostgresStore, keys: list[str]) -> None:
-        self._store = store
-        self._keys = keys
 
-    def release(self) -> None:
-        keys, self._keys = self._keys, []
-        if keys and not self._store._closed:
-            self._store._on_loop(self._store._unlock(keys))
+async def _lock_classes(conn: AsyncConn, ids: Sequence[str]) -> None:
+    """Transaction-scoped advisory locks on the ids and on every id of their classes,
+    until the set is stable: two transactions touching one payment (whichever of its
+    ids they name) run one after the other. Released by commit or abort: a lost
+    connection can only abort the decision, never leave another replica free to make
+    it again. Deadlocks are detected by the server and the transaction re-run."""
+    locked: set[str] = set()
+    wanted = set(ids)
+    while not wanted <= locked:
+        new = sorted(wanted - locked)
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(k)) FROM unnest(%s::text[]) AS k",
+            (LOCK_SPACE, new),
+        )
+        locked.update(new)
+        cursor = await conn.execute(*for_psycopg(statements.class_members(sorted(locked))))
+        classes = await conn.execute(*for_psycopg(statements.classes_of(sorted(locked))))
+        wanted = (
+            locked
+            | {r[0] for r in await cursor.fetchall()}
+            | {r[0] for r in await classes.fetchall()}
+        )
+
+
+async def _join_ids(conn: AsyncConn, ids: Sequence[str]) -> None:
+    cursor = await conn.execute(*for_psycopg(statements.classes_of(ids)))
+    classes = [r[0] for r in await cursor.fetchall()]
+    target = min(classes) if classes else min(ids)
+    others = [c for c in classes if c != target]
+    if others:
+        await conn.execute(*for_psycopg(statements.merge_classes(target, others)))
+    for statement in statements.add_ids(ids, target):
+        await conn.execute(*for_psycopg(statement))
 
 
 async def _record_processing(conn: AsyncConn, result: ProcessingResult, now: float) -> int:
+    ids = statements.payment_ids_of(
+        result.payment_key, [*result.payment_ids, *(a.payment_key for a in result.adjustments)]
+    )
+    if ids:
+        await _lock_classes(conn, ids)
+    if result.basis is not None:
+        if (await _state_in(conn, ids)).basis != result.basis:
+            raise DecisionConflictError(
+                f"payment {result.payment_key} was decided elsewhere meanwhile"
+            )
     new = 0
     for adj in result.adjustments:
         cursor = await conn.execute(*for_psycopg(statements.insert_adjustment(adj, result, now)))
         new += max(cursor.rowcount, 0)
+        await conn.execute(*for_psycopg(statements.insert_decided(adj, now)))
+    if ids:
+        await _join_ids(conn, ids)
     await conn.execute(*for_psycopg(statements.record_event_outcome(result, now)))
     linked = 0
     for link in statements.insert_links(result):
@@ -861,7 +873,7 @@ async def _record_processing(conn: AsyncConn, result: ProcessingResult, now: flo
     if (new or linked) and result.payment_key:
         # Reversals (and customer-less payments) held for this payment can go now,
         # whichever of its ids they name.
-        keys = sorted({result.payment_key, *result.payment_ids})
+        keys = list((await _state_in(conn, ids)).ids)
         cursor = await conn.execute(
             "UPDATE inbox SET next_attempt_at = %s WHERE status = 'pending'"
             " AND payment_key = ANY(%s) AND id != %s AND next_attempt_at > %s",

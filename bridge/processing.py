@@ -23,12 +23,19 @@ import structlog
 from bridge.assets import AssetPrecisions
 from bridge.config import ConnectorConfig, ProcessingConfig, Rule
 from bridge.customers import CustomerResolver
-from bridge.errors import CredytUnavailableError, EventError, StoreError
+from bridge.errors import CredytUnavailableError, DecisionConflictError, EventError, StoreError
 from bridge.events import Ignored, Kind, PaymentEvent, Waiting
 from bridge.metrics import Metrics
 from bridge.money import encode_json, format_amount
 from bridge.pressure import IngestPressure
-from bridge.records import EventStatus, InboxRow, NewAdjustment, OutboxRow, ProcessingResult
+from bridge.records import (
+    Decided,
+    EventStatus,
+    InboxRow,
+    NewAdjustment,
+    PaymentState,
+    ProcessingResult,
+)
 from bridge.rules import (
     PSP_TITLES,
     adjustment_metadata,
@@ -38,7 +45,7 @@ from bridge.rules import (
     proportional,
     transaction_id,
 )
-from bridge.store import EventClaims, PaymentLinks, PaymentLocks, Releasable, Store
+from bridge.store import EventClaims, Store
 from connectors import Connector
 
 log = structlog.get_logger("bridge.processing")
@@ -50,6 +57,10 @@ STORE_RETRY_MAX = 15.0  # ...doubling while the same event keeps failing to be r
 # How long a payment event that names no customer (Stripe invoice_payment.paid) waits
 # for another event of the same payment to credit it, before it is failed.
 CUSTOMER_HOLD = 7 * 86400.0
+# How many times an event is decided again at once when another process recorded a
+# decision for the same payment between its decision and its recording. After that it
+# stays pending (a StoreError) and is tried again later.
+DECIDE_TRIES = 8
 
 
 @dataclass(frozen=True)
@@ -232,16 +243,42 @@ class Processor:
             + retry_delay(row.attempts, self.retries.backoff_initial, self.retries.backoff_max),
         )
 
-    async def handle(self, row: InboxRow) -> ProcessingResult:
-        """Process one stored event and record the outcome."""
-        held: list[asyncio.Lock] = []
-        try:
-            result = await self.process(row, held=held)
-            await self.record(row, result)
-        finally:
-            for lock in reversed(held):
-                lock.release()
-        return result
+    async def handle(
+        self,
+        row: InboxRow,
+        *,
+        dry_run: bool = False,
+        decided: Callable[[ProcessingResult], None] = lambda result: None,
+    ) -> ProcessingResult:
+        """Process one stored event and record the outcome (unless `dry_run`).
+
+        The decision is made outside any lock (customer look-ups are network calls) and
+        recorded in one write transaction that re-checks what it was based on. If another
+        process (a replica, a CLI replay) decided for the same payment meanwhile, nothing
+        is recorded and the event is decided again at once, from what that one recorded.
+        `decided` sees each result before it is recorded."""
+        for attempt in range(1, DECIDE_TRIES + 1):
+            held: list[asyncio.Lock] = []
+            try:
+                result = await self.process(row, held=held)
+                decided(result)
+                if not dry_run:
+                    await self.record(row, result)
+                return result
+            except DecisionConflictError as exc:
+                log.info(
+                    "event_decision_conflict",
+                    event_id=row.event_id,
+                    connector=row.connector,
+                    attempt=attempt,
+                    error=str(exc),
+                )
+                if attempt == DECIDE_TRIES:
+                    raise
+            finally:
+                for lock in reversed(held):
+                    lock.release()
+        raise AssertionError("unreachable")
 
     async def record(self, row: InboxRow, result: ProcessingResult) -> int:
         """Record what `process` made of `row`; returns how many adjustments were new."""
@@ -300,11 +337,13 @@ class Processor:
                 return _later(row, normalized.reason)
             if held is not None:
                 await self._lock_payment(normalized, held)
-            result = await self._apply_rules(row, normalized, runtime.config)
+            state = self._state_for(normalized)
+            result = await self._apply_rules(row, normalized, runtime.config, state)
             return replace(
                 result,
                 payment_key=result.payment_key or normalized.payment_key,
                 payment_ids=normalized.payment_ids,
+                basis=state.basis,
             )
         except CredytUnavailableError as exc:
             return self._retry(row, f"Credyt unavailable for the customer lookup: {exc}")
@@ -314,7 +353,7 @@ class Processor:
             return _failed(row, f"payload could not be read: {type(exc).__name__}: {exc}")
 
     async def _apply_rules(
-        self, row: InboxRow, event: PaymentEvent, config: ConnectorConfig
+        self, row: InboxRow, event: PaymentEvent, config: ConnectorConfig, state: PaymentState
     ) -> ProcessingResult:
         rules = matching_rules(event, config)
         if not rules:
@@ -322,9 +361,8 @@ class Processor:
             if event.kind is Kind.PAYMENT and event.amount_minor <= 0:
                 why = f"payment {event.payment_key} paid nothing; {why} with a fixed amount"
             return ProcessingResult(row.id, EventStatus.IGNORED, why, payment_key=event.payment_key)
-        recorded = self._recorded_for(event)
         if event.kind is Kind.PAYMENT:
-            return await self._credit(row, event, config, rules, recorded)
+            return await self._credit(row, event, config, rules, list(state.decided))
         covering = next(
             (r for r in config.rules if r.reverse and set(r.on) & set(event.covered_by)), None
         )
@@ -336,27 +374,25 @@ class Processor:
                 f"debits them one by one ({', '.join(event.covered_by)}): not applied twice",
                 payment_key=event.payment_key,
             )
-        return await self._reverse(row, event, config, rules, recorded)
+        return await self._reverse(row, event, config, rules[0], list(state.decided))
+
+    def _lock_keys(self, event: PaymentEvent) -> list[str]:
+        return sorted({event.payment_key, *event.payment_ids})
 
     async def _lock_payment(self, event: PaymentEvent, held: list[asyncio.Lock]) -> None:
-        for key in sorted({event.payment_key, *event.payment_ids}):  # one order: no deadlock
+        """Events of one payment one after the other within this process: fewer decision
+        conflicts. Across processes the recording transaction re-checks the decision."""
+        for key in self._lock_keys(event):  # one order: no deadlock
             lock = self._payment_locks.get(key)
             if lock is None:
                 lock = self._payment_locks[key] = asyncio.Lock()
             await lock.acquire()
             held.append(lock)
-        if isinstance(self.store, PaymentLocks):
-            # and across the replicas sharing the store (PostgreSQL advisory locks)
-            keys = sorted({event.payment_key, *event.payment_ids})
-            held.append(_StoreLock(await self.store.lock_payments(keys)))
 
-    def _recorded_for(self, event: PaymentEvent) -> list[OutboxRow]:
-        """Every adjustment recorded for the payment, under any of its ids or linked keys."""
-        keys = {event.payment_key, *event.payment_ids}
-        if isinstance(self.store, PaymentLinks):
-            keys.update(self.store.linked_payment_keys(sorted(keys)))
-        rows = {a.id: a for key in sorted(keys) for a in self.store.adjustments_for_payment(key)}
-        return [rows[i] for i in sorted(rows)]
+    def _state_for(self, event: PaymentEvent) -> PaymentState:
+        """Every id of the event's payment (whichever arrived first) and what was ever
+        decided for it: the never-pruned record, not the prunable outbox."""
+        return self.store.payment_state(self._lock_keys(event))
 
     async def _credit(
         self,
@@ -364,16 +400,18 @@ class Processor:
         event: PaymentEvent,
         config: ConnectorConfig,
         rules: list[Rule],
-        recorded: list[OutboxRow],
+        recorded: list[Decided],
     ) -> ProcessingResult:
         """Credit a payment once: per rule (`match: all`) or once in all (`match: first`),
         whichever of the payment's events and ids it arrives under."""
         credits = [a for a in recorded if a.kind == Kind.PAYMENT.value]
         if config.match == "first":
-            other = [
-                a for a in credits if (a.rule, a.payment_key) != (rules[0].name, event.payment_key)
-            ]
-            if other and len(other) == len(credits):
+            undone = _undo_duplicates(row, event, config, rules[0], recorded)
+            if undone is not None:
+                return undone
+            mine = build_credit(rules[0], event, config, "")
+            other = [a for a in credits if a.transaction_id != mine.transaction_id]
+            if other:
                 return ProcessingResult(
                     row.id,
                     EventStatus.IGNORED,
@@ -434,40 +472,51 @@ class Processor:
         row: InboxRow,
         event: PaymentEvent,
         config: ConnectorConfig,
-        rules: list[Rule],
-        recorded: list[OutboxRow],
+        rule: Rule,
+        recorded: list[Decided],
     ) -> ProcessingResult:
-        """A refund, chargeback or its reinstatement, against the payment's own credits."""
+        """A refund, chargeback or its reinstatement, against the payment's own credits.
+
+        Keyed by the PSP's refund (adjustment, dispute) and the credit it reverses, never
+        by a rule's name: whichever rule, connector or event of the refund arrives, what
+        was already reversed for it counts, and a credit is never reversed past zero."""
         credits = [a for a in recorded if a.kind == Kind.PAYMENT.value]
-        if not credits:
-            return await self._reverse_unknown(row, event, config, rules[0])
-        if any(a.reversal_key == _reversal_key(event, "unknown") for a in recorded):
-            # Applied before the credit was known (unknown_original: debit), under another
-            # key: a replay or a later event of the same refund must not apply it again.
+        ref = _reference(event)
+        if not event.cumulative and any(
+            a.reversal_key == ref and a.original is None for a in recorded
+        ):
+            # Applied before the credit was known (unknown_original: debit): a replay or
+            # a later event of the same refund must not apply it again.
             return ProcessingResult(
                 row.id,
                 EventStatus.IGNORED,
-                f"{event.reversal_key or event.event_id} was already applied before the bridge "
-                f"had a credit for payment {event.payment_key}",
+                f"{ref} was already applied before the bridge had a credit for payment "
+                f"{event.payment_key}",
                 payment_key=event.payment_key,
             )
+        if not credits:
+            return await self._reverse_unknown(row, event, config, rule, recorded)
         adjustments = []
-        for rule in rules:
-            for credit in credits:
-                adjustment = _reversal_of(credit, rule, event, config, recorded)
-                if adjustment is not None:
-                    adjustments.append(adjustment)
+        for credit in credits:
+            adjustment = _reversal_of(credit, rule, event, config, recorded)
+            if adjustment is not None:
+                adjustments.append(adjustment)
         if not adjustments:
             return ProcessingResult(
                 row.id,
                 EventStatus.IGNORED,
-                "nothing left to reverse on this payment",
+                f"nothing left to reverse on this payment for {ref}",
                 payment_key=event.payment_key,
             )
         return _processed(row, event, credits[0].customer_id, tuple(adjustments))
 
     async def _reverse_unknown(
-        self, row: InboxRow, event: PaymentEvent, config: ConnectorConfig, rule: Rule
+        self,
+        row: InboxRow,
+        event: PaymentEvent,
+        config: ConnectorConfig,
+        rule: Rule,
+        recorded: list[Decided],
     ) -> ProcessingResult:
         spec = rule.reverse
         assert spec is not None
@@ -483,63 +532,170 @@ class Processor:
             if time.time() - row.received_at < spec.hold_for:
                 return _later(row, f"held: {what} yet", payment_key=event.payment_key)
             return _failed(row, f"{what} after holding the reversal {spec.hold_for:g}s")
+        family = _family(event)
+        minor = event.amount_minor
+        if event.cumulative:  # only what earlier debits of the same kind did not take
+            minor -= sum(
+                _signed_minor(a) for a in recorded if a.original is None and a.family == family
+            )
+            if minor <= 0:
+                return ProcessingResult(
+                    row.id,
+                    EventStatus.IGNORED,
+                    f"{what}; {event.event_type} adds nothing to what was already applied",
+                    payment_key=event.payment_key,
+                )
         customer = await self.resolver.resolve(event, config.customer_metadata_key)
         sign = -1 if event.kind is Kind.REVERSAL else 1
-        amount = event.amount * sign
-        body = _reversal_body(rule, event, config, event.currency, "default", amount, "unknown")
+        amount = proportional(event.amount, minor, event.amount_minor) * sign
+        body = _reversal_body(rule, event, config, event.currency, "default", amount, None)
         adjustment = _new_reversal(
-            body, rule, event, config, customer, event.currency, "default", amount
+            body, rule, event, config, customer, event.currency, "default", amount, minor
         )
         return replace(
             _processed(row, event, customer, (adjustment,)),
             reason=f"{what}; rule {rule.name} {'debits' if sign < 0 else 'credits back'} "
-            f"{event.currency} {event.amount} without it (unknown_original: debit)",
+            f"{event.currency} {abs(amount)} without it (unknown_original: debit)",
         )
 
 
-class _StoreLock(asyncio.Lock):
-    """The store's hold on a payment across processes, kept in the same list as the
-    processor's own locks and released with them once the result is recorded."""
+def _undo_duplicates(
+    row: InboxRow, event: PaymentEvent, config: ConnectorConfig, rule: Rule, recorded: list[Decided]
+) -> ProcessingResult | None:
+    """Two `match: first` credits in one payment: each was made under an id that nothing
+    linked to the other yet (invoice.paid naming no PaymentIntent, then the marked
+    payment_intent.succeeded), and this event's ids joined them. Every credit after the
+    first is taken back in full (what refunds left of it), once: its key names it."""
+    ours = [a for a in recorded if a.kind == Kind.PAYMENT.value and a.connector == config.name]
+    adjustments = []
+    for credit in ours[1:]:
+        key = f"duplicate:{credit.transaction_id}"
+        if any(a.reversal_key == key for a in recorded):
+            continue
+        taken = -sum(
+            (Decimal(a.amount) for a in recorded if a.original == credit.transaction_id),
+            Decimal(0),
+        )
+        amount = -(Decimal(credit.amount) - taken)
+        if amount >= 0:
+            continue
+        metadata = adjustment_metadata(rule, event, config, {})
+        metadata["original_transaction_id"] = credit.transaction_id
+        metadata["duplicate_of"] = ours[0].transaction_id
+        body: dict[str, Any] = {
+            "transaction_id": transaction_id(event.psp, key, "reversal"),
+            "account_name": credit.account,
+            "asset": credit.asset,
+            "amount": amount,
+            "reason": "external_refund",
+            "description": f"{PSP_TITLES.get(event.psp, event.psp)} payment "
+            f"{credit.payment_key} credited twice: it is {ours[0].payment_key}",
+            "metadata": metadata,
+        }
+        adjustments.append(
+            NewAdjustment(
+                transaction_id=body["transaction_id"],
+                connector=config.name,
+                rule=rule.name,
+                kind=Kind.REVERSAL.value,
+                payment_key=credit.payment_key,
+                reversal_key=key,
+                customer_id=credit.customer_id,
+                asset=credit.asset,
+                account=credit.account,
+                amount=format_amount(amount),
+                payment_amount_minor=credit.payment_amount_minor,
+                body=encode_json(body),
+                original=credit.transaction_id,
+                reversed_minor=credit.payment_amount_minor,
+                family="duplicate",
+            )
+        )
+    if not adjustments:
+        return None
+    return replace(
+        _processed(row, event, ours[0].customer_id, tuple(adjustments)),
+        reason=f"payment {ours[0].payment_key} was credited again as "
+        f"{', '.join(a.payment_key for a in ours[1:])} before {event.event_type} linked "
+        "their ids: the later credit is taken back (match: first credits a payment once)",
+    )
 
-    def __init__(self, hold: Releasable) -> None:
-        super().__init__()
-        self._hold = hold
 
-    def release(self) -> None:
-        self._hold.release()
+def _reference(event: PaymentEvent) -> str:
+    """The PSP's own name for a reversal: refund, adjustment or dispute id."""
+    return event.reversal_key or event.event_id
+
+
+def _family(event: PaymentEvent) -> str:
+    """What a cumulative count includes: refunds (charge.refunded) or disputes."""
+    return "dispute" if "dispute" in event.object_ids else "refund"
+
+
+def _signed_minor(a: Decided) -> int:
+    """The PSP minor units a decided reversal took (+) or gave back (-)."""
+    return a.reversed_minor if a.kind == Kind.REVERSAL.value else -a.reversed_minor
 
 
 def _reversal_of(
-    credit: OutboxRow,
+    credit: Decided,
     rule: Rule,
     event: PaymentEvent,
     config: ConnectorConfig,
-    recorded: list[OutboxRow],
+    recorded: list[Decided],
 ) -> NewAdjustment | None:
-    """The debit (or credit back) of one original credit, in proportion to the PSP amount."""
-    sign = -1 if event.kind is Kind.REVERSAL else 1
+    """The debit (or credit back) of one original credit, in proportion to the PSP amount.
+
+    Computed as a target, not an increment: everything reversed of this credit so far
+    (under any key, rule or connector, and a debit made before the credit was known) is
+    counted in PSP minor units, the new total is capped at the whole payment, and the
+    debit is the credit's proportion of that total minus what was already taken. So
+    reversals never add up to more than the credit, and the last full refund takes
+    exactly what remains, in the credit's own decimal places."""
+    ref = _reference(event)
+    if not event.cumulative and any(
+        a.reversal_key == ref and a.original == credit.transaction_id for a in recorded
+    ):
+        return None  # this refund already reversed this credit
     original = Decimal(credit.amount)
-    if event.cumulative:
-        # amount_minor is everything refunded so far: debit only what earlier reversals of
-        # this credit did not.
-        target = proportional(original, event.amount_minor, credit.payment_amount_minor)
-        done = -sum(
-            (
-                Decimal(a.amount)
-                for a in recorded
-                if a.kind == Kind.REVERSAL.value
-                and (a.reversal_key or "").startswith(f"{event.reversal_key}:")
-                and a.body
-                and f'"{credit.transaction_id}"' in a.body
-            ),
-            Decimal(0),
-        )
-        amount = (target - done) * sign
-    else:
-        amount = proportional(original, event.amount_minor, credit.payment_amount_minor) * sign
-    if amount == 0 or (amount > 0) != (sign > 0):
-        return None  # nothing new; never turn a reversal into its opposite
-    body = _reversal_body(rule, event, config, credit.asset, credit.account, amount, credit.rule)
+    whole = credit.payment_amount_minor
+    mine = [a for a in recorded if a.original == credit.transaction_id]
+    # Debits made before the bridge knew any credit count against the first credit in
+    # their asset.
+    first = next(
+        (c for c in recorded if c.kind == Kind.PAYMENT.value and c.asset == credit.asset), None
+    )
+    unknown = [
+        a
+        for a in recorded
+        if a.original is None
+        and a.kind != Kind.PAYMENT.value
+        and first is not None
+        and first.transaction_id == credit.transaction_id
+        and a.asset == credit.asset
+    ]
+    places = max(0, -event.amount.as_tuple().exponent)  # type: ignore[operator]
+    taken = -sum((Decimal(a.amount) for a in mine), Decimal(0)) + sum(
+        (proportional(original, _signed_minor(a), whole, places) for a in unknown), Decimal(0)
+    )
+    family = _family(event)
+    counted = [*mine, *unknown]
+    same = sum(_signed_minor(a) for a in counted if a.family == family)
+    others = sum(_signed_minor(a) for a in counted if a.family != family)
+    if event.kind is Kind.REVERSAL:
+        after = event.amount_minor if event.cumulative else same + event.amount_minor
+        if after <= same:
+            return None
+        target = proportional(original, max(0, min(whole, after + others)), whole, places)
+        amount = -(target - taken)
+        minor = after - same
+        if amount >= 0:
+            return None  # nothing new; never turn a reversal into its opposite
+    else:  # a reinstatement may arrive before its reversal: that one then counts it
+        amount = proportional(original, event.amount_minor, whole, places)
+        minor = event.amount_minor
+        if amount <= 0:
+            return None
+    body = _reversal_body(rule, event, config, credit.asset, credit.account, amount, credit)
     body["metadata"]["original_transaction_id"] = credit.transaction_id
     return _new_reversal(
         body,
@@ -550,8 +706,8 @@ def _reversal_of(
         credit.asset,
         credit.account,
         amount,
-        original_rule=credit.rule,
-        payment_key=credit.payment_key,
+        minor,
+        original=credit,
     )
 
 
@@ -562,15 +718,14 @@ def _reversal_body(
     asset: str,
     account: str,
     amount: Decimal,
-    original_rule: str,
+    original: Decided | None,
 ) -> dict[str, Any]:
     spec = rule.reverse
     assert spec is not None
-    key = _reversal_key(event, original_rule)
     title = PSP_TITLES.get(event.psp, event.psp)
     what = "reversal" if event.kind is Kind.REVERSAL else "reinstatement"
     return {
-        "transaction_id": transaction_id(event.psp, key, rule.name),
+        "transaction_id": transaction_id(event.psp, _reversal_key(event, original), "reversal"),
         "account_name": account,
         "asset": asset,
         "amount": amount,
@@ -581,11 +736,13 @@ def _reversal_body(
     }
 
 
-def _reversal_key(event: PaymentEvent, original_rule: str) -> str:
-    base = event.reversal_key or event.event_id
+def _reversal_key(event: PaymentEvent, original: Decided | None) -> str:
+    """The PSP reversal (with the cumulative total it reached) and the credit it
+    reverses: what happened at the PSP, never a config label."""
+    base = _reference(event)
     if event.cumulative:
         base = f"{base}:{event.amount_minor}"
-    return f"{base}:{original_rule}"
+    return f"{base}:{original.transaction_id if original is not None else 'unknown'}"
 
 
 def _new_reversal(
@@ -597,23 +754,26 @@ def _new_reversal(
     asset: str,
     account: str,
     amount: Decimal,
+    minor: int,
     *,
-    original_rule: str = "unknown",
-    payment_key: str | None = None,
+    original: Decided | None = None,
 ) -> NewAdjustment:
     return NewAdjustment(
         transaction_id=body["transaction_id"],
         connector=config.name,
         rule=rule.name,
         kind=event.kind.value,
-        payment_key=payment_key or event.payment_key,
-        reversal_key=_reversal_key(event, original_rule),
+        payment_key=original.payment_key if original is not None else event.payment_key,
+        reversal_key=_reference(event),
         customer_id=customer,
         asset=asset,
         account=account,
         amount=format_amount(amount),
         payment_amount_minor=event.amount_minor,
         body=encode_json(body),
+        original=original.transaction_id if original is not None else None,
+        reversed_minor=minor,
+        family=_family(event),
     )
 
 

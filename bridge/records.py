@@ -58,6 +58,47 @@ class NewAdjustment:
     # processor records it; the deliverer never sends it with another environment's key.
     credyt_environment: str | None = None
     credyt_account: str | None = None
+    # Reversals: the transaction id of the credit it reverses (None: applied without a
+    # known credit, unknown_original: debit), how much of the PSP payment (minor units)
+    # it reverses, and its family ("refund" or "dispute": what a cumulative count sums).
+    original: str | None = None
+    reversed_minor: int = 0
+    family: str | None = None
+
+
+@dataclass(frozen=True)
+class Decided:
+    """One adjustment as decided, kept forever (never pruned): what the next decision
+    about the same payment reads, whatever `prune` removed from the outbox since."""
+
+    transaction_id: str
+    connector: str
+    rule: str
+    kind: str
+    payment_key: str
+    reversal_key: str | None  # the PSP refund / adjustment / dispute (reversals)
+    original: str | None  # the credit a reversal reverses (its transaction id)
+    family: str | None
+    customer_id: str
+    asset: str
+    account: str
+    amount: str
+    payment_amount_minor: int
+    reversed_minor: int
+
+
+@dataclass(frozen=True)
+class PaymentState:
+    """What is decided for one payment: every PSP id known to belong to it (the union of
+    every id any event linked to it, whichever arrived first) and its decided
+    adjustments. `basis` is what a decision read; recording it re-checks it."""
+
+    ids: tuple[str, ...]
+    decided: tuple[Decided, ...]
+
+    @property
+    def basis(self) -> tuple[str, ...]:
+        return tuple(sorted(d.transaction_id for d in self.decided))
 
 
 @dataclass(frozen=True)
@@ -104,6 +145,11 @@ class ProcessingResult:
     # Other PSP ids of the payment (PaymentIntent, Charge...), recorded as links to
     # payment_key whatever the status, so reversals naming them find the payment.
     payment_ids: tuple[str, ...] = ()
+    # The decided adjustments the outcome was based on (PaymentState.basis), or None
+    # when it read none. Recording re-checks it in the same transaction and refuses
+    # with DecisionConflictError if another process decided for the payment meanwhile:
+    # a credit, but also a hold ("no credit yet") or a skip made on what is now stale.
+    basis: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,15 @@
 """Rules: which normalized events become which Credyt adjustments, and for how much.
 
 Pure functions of the event and the config, so a replay of a stored event gives the
-same adjustments and the same transaction ids (UUIDv5 of `psp:payment key:rule`).
+same adjustments and the same transaction ids (credits: UUIDv5 of `psp:payment key:rule`;
+reversals, in bridge.processing: of the PSP refund and the credit it reverses).
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, Inexact, localcontext
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
 from bridge.assets import quantize
@@ -146,20 +147,20 @@ def build_credit(
     )
 
 
-def proportional(original: Decimal, part_minor: int, whole_minor: int) -> Decimal:
-    """`original * part / whole`, exact where it can be, else rounded to the original's places.
+def proportional(original: Decimal, part_minor: int, whole_minor: int, places: int = 0) -> Decimal:
+    """`original * part / whole`, rounded (half even) to the original's decimal places,
+    and to at least `places` (the PSP currency's: a USD credit recorded as "18.2" for
+    18.20 still has cents, so 606/1820 of it is 6.06, not 6.1).
 
-    The original is the credit as recorded (trailing zeros dropped: 18.20 is "18.2"), so
-    an exact result keeps every place it needs: 606/1820 of 18.2 is 6.06, not 6.1.
+    The result never has more places than the credit it is a part of, so reversals sum
+    to the credit exactly when the whole is reversed (the processor computes running
+    totals with this and debits their differences).
     """
     with localcontext() as ctx:
         ctx.prec = 60
-        ctx.clear_flags()
         exact = original * Decimal(part_minor) / Decimal(whole_minor)
-        if not ctx.flags[Inexact]:
-            return exact
-    places = max(0, -original.as_tuple().exponent)  # type: ignore[operator]
-    return exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    keep = max(places, -original.as_tuple().exponent)  # type: ignore[operator]
+    return exact.quantize(Decimal(1).scaleb(-keep), rounding=ROUND_HALF_EVEN)
 
 
 def adjustment_metadata(

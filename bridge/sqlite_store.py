@@ -8,17 +8,20 @@ versioned with `PRAGMA user_version`; every claim and list query has an index.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import sqlite_utils
 
 from bridge import statements
-from bridge.errors import StoreError
+from bridge.errors import DecisionConflictError, StoreError
 from bridge.events import Envelope
 from bridge.records import (
     AdjustmentStatus,
@@ -27,12 +30,13 @@ from bridge.records import (
     EventStatus,
     InboxRow,
     OutboxRow,
+    PaymentState,
     ProcessingResult,
 )
 from bridge.store import CLOCK_STEP_SLACK
 from bridge.writer import Writer
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 PRUNE_BATCH = 2000  # rows deleted per transaction, so serve's writes are never held up long
 
 INBOX_COLUMNS = (
@@ -147,11 +151,138 @@ def _migrate_v3(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE outbox ADD COLUMN credyt_account TEXT")
 
 
+def _migrate_v4(db: sqlite_utils.Database) -> None:
+    conn = db.conn
+    # Row ids never come back after prune: an id in an old log or ticket keeps naming
+    # the same event (AUTOINCREMENT; the tables are rebuilt with their rows and indexes).
+    for table in ("inbox", "outbox", "attempts"):
+        _autoincrement(conn, table)
+    # Every PSP id of a payment in one class, and every adjustment ever decided: what a
+    # decision reads, never pruned (see bridge.statements).
+    conn.execute("CREATE TABLE payment_ids (id TEXT PRIMARY KEY, class TEXT NOT NULL)")
+    conn.execute("CREATE INDEX payment_ids_class ON payment_ids (class)")
+    conn.execute(
+        "CREATE TABLE decided (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " transaction_id TEXT NOT NULL UNIQUE, connector TEXT, rule TEXT, kind TEXT,"
+        " payment_key TEXT NOT NULL, reversal_key TEXT, original TEXT, family TEXT,"
+        " customer_id TEXT, asset TEXT, account TEXT, amount TEXT,"
+        " payment_amount_minor INTEGER, reversed_minor INTEGER, decided_at REAL)"
+    )
+    conn.execute("CREATE INDEX decided_payment ON decided (payment_key)")
+    _fill_decisions(
+        conn.execute(
+            "SELECT id, payment_key FROM payment_links UNION ALL"
+            " SELECT payment_key, payment_key FROM outbox UNION ALL"
+            " SELECT payment_key, payment_key FROM inbox WHERE payment_key IS NOT NULL"
+        ).fetchall(),
+        conn.execute(f"SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id").fetchall(),
+        lambda sql, params: conn.execute(sql, params),
+    )
+
+
+def _autoincrement(conn: sqlite3.Connection, table: str) -> None:
+    (create,) = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ).fetchone()
+    if "AUTOINCREMENT" in create.upper():
+        return
+    indexes = [
+        r[0]
+        for r in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
+            " AND sql IS NOT NULL",
+            (table,),
+        )
+    ]
+    rebuilt = create.replace(
+        '"id" INTEGER PRIMARY KEY', '"id" INTEGER PRIMARY KEY AUTOINCREMENT', 1
+    )
+    if rebuilt == create:
+        raise StoreError(f"cannot migrate table {table}: unexpected schema {create!r}")
+    rebuilt = rebuilt.replace(f'"{table}"', f'"{table}_v4"', 1)
+    conn.execute(rebuilt)
+    conn.execute(f'INSERT INTO "{table}_v4" SELECT * FROM "{table}"')
+    conn.execute(f'DROP TABLE "{table}"')
+    conn.execute(f'ALTER TABLE "{table}_v4" RENAME TO "{table}"')
+    for index in indexes:
+        conn.execute(index)
+
+
+def _fill_decisions(
+    pairs: Sequence[Sequence[Any]],
+    outbox: Sequence[Sequence[Any]],
+    execute: Callable[[str, tuple[Any, ...]], Any],
+) -> None:
+    """The classes of the ids already linked, and the adjustments already recorded, as
+    decisions (a migration step, the same for both stores; `?` placeholders)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        if a and b:
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    for x in sorted(parent):
+        execute("INSERT INTO payment_ids (id, class) VALUES (?, ?)", (x, find(x)))
+    rows = [_outbox_row(r) for r in outbox]
+    credits = {r.transaction_id: r for r in rows if r.kind == "payment"}
+    for r in rows:
+        original = family = None
+        reversed_minor = 0
+        reference = r.reversal_key
+        if reference is not None:
+            # recorded as "<refund>[:<cumulative total>]:<rule>": the refund alone
+            reference = re.sub(r":\d+$", "", reference.rsplit(":", 1)[0])
+        if r.kind != "payment":
+            metadata = json.loads(r.body).get("metadata") or {}
+            original = metadata.get("original_transaction_id")
+            family = "dispute" if "dispute" in metadata else "refund"
+            credit = credits.get(original or "")
+            if credit is not None and Decimal(credit.amount):
+                reversed_minor = int(
+                    (
+                        abs(Decimal(r.amount))
+                        * credit.payment_amount_minor
+                        / Decimal(credit.amount)
+                    ).to_integral_value()
+                )
+            else:
+                reversed_minor = r.payment_amount_minor
+        execute(
+            f"INSERT INTO decided ({statements.DECIDED_COLUMNS}, decided_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                r.transaction_id,
+                r.connector,
+                r.rule,
+                r.kind,
+                r.payment_key,
+                reference,
+                original,
+                family,
+                r.customer_id,
+                r.asset,
+                r.account,
+                r.amount,
+                r.payment_amount_minor,
+                reversed_minor,
+                r.created_at,
+            ),
+        )
+
+
 # Each migration brings the schema from version N-1 to N, inside one transaction.
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     1: _migrate_v1,
     2: _migrate_v2,
     3: _migrate_v3,
+    4: _migrate_v4,
 }
 
 
@@ -369,6 +500,13 @@ class SQLiteStore:
         )
         return [_outbox_row(r) for r in rows]
 
+    def payment_state(self, ids: Sequence[str]) -> PaymentState:
+        """Every id of the payment `ids` belong to, and what was decided for it."""
+        try:
+            return _payment_state(self._read, ids)
+        except sqlite3.Error as exc:
+            raise StoreError(f"the database could not be read: {exc}") from exc
+
     def linked_payment_keys(self, ids: Sequence[str]) -> list[str]:
         if not ids:
             return []
@@ -534,7 +672,8 @@ class SQLiteStore:
         - their delivery attempts;
         - events `processed` or `ignored`, received before `before`, once no adjustment
           refers to them. `failed` and `pending` events and `dead` adjustments stay.
-        A refund of a pruned payment meets the reversal rule's `unknown_original`.
+        What was decided for a payment (table `decided`) is never pruned: a refund of a
+        pruned payment still finds its credit, and its other events do not credit it.
         """
         counts = {"adjustments": 0, "attempts": 0, "events": 0}
         while True:
@@ -583,17 +722,50 @@ def _prune_events(conn: sqlite3.Connection, before: float, limit: int) -> int:
     ).rowcount
 
 
+def _payment_state(conn: sqlite3.Connection, ids: Sequence[str]) -> PaymentState:
+    ids = sorted(set(ids))
+    if not ids:
+        return PaymentState((), ())
+    members = sorted({*ids, *(r[0] for r in conn.execute(*statements.class_members(ids)))})
+    decided = conn.execute(*statements.decided_for(members)).fetchall()
+    return PaymentState(tuple(members), tuple(statements.decided_row(r) for r in decided))
+
+
+def _join_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
+    """Put `ids` in one class, merging the classes they were in."""
+    if not ids:
+        return
+    classes = [r[0] for r in conn.execute(*statements.classes_of(ids))]
+    target = min(classes) if classes else min(ids)
+    others = [c for c in classes if c != target]
+    if others:
+        conn.execute(*statements.merge_classes(target, others))
+    for statement in statements.add_ids(ids, target):
+        conn.execute(*statement)
+
+
 def _record_processing(conn: sqlite3.Connection, result: ProcessingResult, now: float) -> int:
-    new = sum(
-        conn.execute(*statements.insert_adjustment(adj, result, now)).rowcount
-        for adj in result.adjustments
+    # Runs inside the writer's BEGIN IMMEDIATE: SQLite's write lock serialises it with
+    # every other process's writes, so the decision's basis is re-read here, under it.
+    ids = statements.payment_ids_of(
+        result.payment_key, [*result.payment_ids, *(a.payment_key for a in result.adjustments)]
     )
+    if result.basis is not None:
+        if _payment_state(conn, ids).basis != result.basis:
+            raise DecisionConflictError(
+                f"payment {result.payment_key} was decided elsewhere meanwhile"
+            )
+    new = 0
+    for adj in result.adjustments:
+        new += conn.execute(*statements.insert_adjustment(adj, result, now)).rowcount
+        conn.execute(*statements.insert_decided(adj, now))
+    _join_ids(conn, ids)
     conn.execute(*statements.record_event_outcome(result, now))
     linked = sum(conn.execute(*link).rowcount for link in statements.insert_links(result))
     if (new or linked) and result.payment_key:
         # Reversals (and customer-less payments) held for this payment can go now,
         # whichever of its ids they name.
-        keys = (result.payment_key, *result.payment_ids)
+        keys = tuple(_payment_state(conn, ids).ids)
         marks = ", ".join("?" * len(keys))
         conn.execute(
             "UPDATE inbox SET next_attempt_at = ? WHERE status = 'pending'"

@@ -8,9 +8,16 @@ are woken, notifications) stays in the store.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from bridge.records import AdjustmentStatus, DeliveryOutcome, NewAdjustment, ProcessingResult
+from bridge.records import (
+    AdjustmentStatus,
+    Decided,
+    DeliveryOutcome,
+    NewAdjustment,
+    ProcessingResult,
+)
 
 Statement = tuple[str, tuple[Any, ...]]
 
@@ -24,14 +31,16 @@ def for_psycopg(statement: Statement) -> Statement:
 
 
 def insert_adjustment(adj: NewAdjustment, result: ProcessingResult, now: float) -> Statement:
-    """A new outbox row; an existing transaction_id keeps its first body."""
+    """A new outbox row; an existing transaction_id keeps its first body, and one already
+    decided (its row since pruned) is not queued again: one id never carries two bodies."""
     return (
         "INSERT INTO outbox (transaction_id, inbox_id, connector, rule, kind, payment_key,"
         " reversal_key, customer_id, asset, account, amount, payment_amount_minor, body,"
         " status, attempts, next_attempt_at, queued_at, received_at, created_at, updated_at,"
         " credyt_environment, credyt_account)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?,"
-        " (SELECT received_at FROM inbox WHERE id = ?), ?, ?, ?, ?)"
+        " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?,"
+        " (SELECT received_at FROM inbox WHERE id = ?), ?, ?, ?, ?"
+        " WHERE NOT EXISTS (SELECT 1 FROM decided WHERE transaction_id = ?)"
         " ON CONFLICT (transaction_id) DO NOTHING",
         (
             adj.transaction_id,
@@ -54,6 +63,7 @@ def insert_adjustment(adj: NewAdjustment, result: ProcessingResult, now: float) 
             now,
             adj.credyt_environment,
             adj.credyt_account,
+            adj.transaction_id,
         ),
     )
 
@@ -121,5 +131,97 @@ def insert_attempt(outcome: DeliveryOutcome) -> Statement:
             outcome.status_code,
             outcome.status.value,
             (outcome.error or "")[:RESPONSE_KEEP],
+        ),
+    )
+
+
+# -- what was decided, kept forever -----------------------------------------------------
+#
+# `payment_ids` puts every PSP id of a payment (in_, pi_, ch_, cs_, txn_...) in one class,
+# whichever id arrived first: an event naming several ids merges their classes. `decided`
+# holds every adjustment ever decided, by the payment key it was recorded under; it is
+# never pruned. A decision reads the decided rows of the whole class of its event's ids.
+
+DECIDED_COLUMNS = (
+    "transaction_id, connector, rule, kind, payment_key, reversal_key, original, family,"
+    " customer_id, asset, account, amount, payment_amount_minor, reversed_minor"
+)
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join("?" * len(values))
+
+
+def payment_ids_of(payment_key: str | None, payment_ids: Sequence[str]) -> list[str]:
+    """The ids an event names for its payment, in one fixed order."""
+    return sorted({i for i in (payment_key, *payment_ids) if i})
+
+
+def class_members(ids: Sequence[str]) -> Statement:
+    """Every id in the classes of `ids` (the ids themselves only once they are known)."""
+    return (
+        "SELECT id FROM payment_ids WHERE class IN"
+        f" (SELECT class FROM payment_ids WHERE id IN ({_marks(ids)})) ORDER BY id",
+        tuple(ids),
+    )
+
+
+def classes_of(ids: Sequence[str]) -> Statement:
+    return (
+        f"SELECT DISTINCT class FROM payment_ids WHERE id IN ({_marks(ids)}) ORDER BY class",
+        tuple(ids),
+    )
+
+
+def merge_classes(target: str, others: Sequence[str]) -> Statement:
+    return (
+        f"UPDATE payment_ids SET class = ? WHERE class IN ({_marks(others)})",
+        (target, *others),
+    )
+
+
+def add_ids(ids: Sequence[str], target: str) -> list[Statement]:
+    return [
+        (
+            "INSERT INTO payment_ids (id, class) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+            (i, target),
+        )
+        for i in ids
+    ]
+
+
+def decided_for(ids: Sequence[str]) -> Statement:
+    return (
+        f"SELECT {DECIDED_COLUMNS} FROM decided WHERE payment_key IN ({_marks(ids)}) ORDER BY id",
+        tuple(ids),
+    )
+
+
+def decided_row(r: Sequence[object]) -> Decided:
+    names = [n.strip() for n in DECIDED_COLUMNS.split(",")]
+    return Decided(**dict(zip(names, r, strict=True)))  # type: ignore[arg-type]
+
+
+def insert_decided(adj: NewAdjustment, now: float) -> Statement:
+    return (
+        f"INSERT INTO decided ({DECIDED_COLUMNS}, decided_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (transaction_id) DO NOTHING",
+        (
+            adj.transaction_id,
+            adj.connector,
+            adj.rule,
+            adj.kind,
+            adj.payment_key,
+            adj.reversal_key,
+            adj.original,
+            adj.family,
+            adj.customer_id,
+            adj.asset,
+            adj.account,
+            adj.amount,
+            adj.payment_amount_minor,
+            adj.reversed_minor,
+            now,
         ),
     )

@@ -17,6 +17,7 @@ from bridge.records import (
     EventFilter,
     InboxRow,
     OutboxRow,
+    PaymentState,
     ProcessingResult,
 )
 
@@ -37,6 +38,11 @@ class Store(Protocol):
     def next_event_due(self) -> float | None: ...
     async def record_processing(self, result: ProcessingResult, now: float) -> int: ...
     def adjustments_for_payment(self, payment_key: str) -> list[OutboxRow]: ...
+    # What a decision reads: every id of the payment `ids` belong to (one class, whichever
+    # id arrived first) and every adjustment ever decided for it (never pruned).
+    # `record_processing` re-checks `result.basis` against it in its write transaction
+    # and raises DecisionConflictError if it changed.
+    def payment_state(self, ids: Sequence[str]) -> PaymentState: ...
 
     # the delivery path
     async def claim_adjustments(self, now: float, limit: int, lease: float) -> list[OutboxRow]: ...
@@ -85,23 +91,6 @@ class PaymentLinks(Protocol):
     """
 
     def linked_payment_keys(self, ids: Sequence[str]) -> list[str]: ...
-
-
-class Releasable(Protocol):
-    def release(self) -> None: ...
-
-
-@runtime_checkable
-class PaymentLocks(Protocol):
-    """A store shared by several processes serialises the processing of one payment.
-
-    The processor decides from what is already recorded for a payment (credited once
-    under another id? what is left to refund?), so two replicas must not decide for the
-    same payment at once. `lock_payments` waits until no other process holds any of
-    `keys`, holds them all, and returns what to `release()` once the result is recorded.
-    """
-
-    async def lock_payments(self, keys: Sequence[str]) -> Releasable: ...
 
 
 @runtime_checkable

@@ -91,6 +91,12 @@ class Scenario:
     stories: list[Story]
     replay: bool  # replay every stored event once everything settled
     burst: bool  # store every delivery before the workers start: all processed at once
+    # (position in the deliveries, operation): `prune` everything finished; `backfill`
+    # (re-deliver, after prune, events already sent); `replay` every stored event from
+    # a second store and processor on the same file (a CLI `replay` beside `serve`),
+    # racing the serving processor; `reconfigure`: restart the bridge with its reverse
+    # (and, for match: first, credit) rules renamed and split, as an operator might.
+    operations: list[tuple[int, str]] = field(default_factory=list)
 
 
 EXPONENTS = {"USD": 2, "EUR": 2, "JPY": 0}
@@ -132,7 +138,9 @@ class StripeStories:
         "checkout.session.async_payment_succeeded",
     ]
 
-    def config(self, options: dict[str, str]) -> str:
+    def config(self, options: dict[str, str], variant: int = 0) -> str:
+        if variant:
+            return self._renamed(options)
         tokens = ""
         if options["match"] == "all":
             tokens = f"""
@@ -172,6 +180,35 @@ class StripeStories:
              charge.dispute.funds_reinstated, charge.dispute.closed]
         reverse: {{}}
 """
+
+    def _renamed(self, options: dict[str, str]) -> str:
+        """The same config with the reverse rules renamed and split one per event type
+        (and, under match: first, the credit rules renamed): nothing of what was credited
+        or reversed before may be applied again."""
+        text = self.config(options)
+        head, _, _ = text.partition("      - name: refund\n")
+        if options["match"] == "first":
+            for name in ("subscription-payment", "topup-checkout", "topup-payment-intent"):
+                head = head.replace(f"name: {name}\n", f"name: {name}-v2\n")
+        events = (
+            ["refund.created", "refund.updated", "charge.refunded"]
+            if options["refunds"] == "refund_events"
+            else ["charge.refunded"]
+        )
+        disputes = [
+            "charge.dispute.created",
+            "charge.dispute.funds_withdrawn",
+            "charge.dispute.funds_reinstated",
+            "charge.dispute.closed",
+        ]
+        split = "".join(
+            f"""      - name: reverse-{event.replace(".", "-")}
+        on: [{event}]
+        reverse: {{reason: external_refund}}
+"""
+            for event in events + disputes
+        )
+        return head + split
 
     @staticmethod
     def options() -> st.SearchStrategy[dict[str, str]]:
@@ -308,19 +345,31 @@ class PaddleStories:
     name = "paddle"
     secret = PADDLE_SECRET
 
-    def config(self, options: dict[str, str]) -> str:
+    def config(self, options: dict[str, str], variant: int = 0) -> str:
+        if variant:  # renamed, and the reverse rule split per event type
+            reverse = """      - name: adjustment-created
+        on: [adjustment.created]
+        reverse: {}
+      - name: adjustment-updated
+        on: [adjustment.updated]
+        reverse: {}
+"""
+            name = "transaction-v2"
+        else:
+            reverse = """      - name: refund
+        on: [adjustment.created, adjustment.updated]
+        reverse: {}
+"""
+            name = "transaction"
         return f"""
   paddle:
     type: paddle
     secrets: ["{self.secret}"]
     rules:
-      - name: transaction
+      - name: {name}
         on: transaction.completed
         credit: {{amount: paid}}
-      - name: refund
-        on: [adjustment.created, adjustment.updated]
-        reverse: {{}}
-"""
+{reverse}"""
 
     @staticmethod
     def options() -> st.SearchStrategy[dict[str, str]]:
@@ -393,7 +442,15 @@ PADDLE = PaddleStories()
 def scenarios(draw: st.DrawFn, psp: Psp) -> Scenario:
     options = draw(psp.options())
     stories = draw(st.lists(psp.story(options), min_size=1, max_size=3))
-    return Scenario(options, stories, draw(st.booleans()), draw(st.booleans()))
+    operations = draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, 40), st.sampled_from(["prune", "backfill", "replay", "reconfigure"])
+            ),
+            max_size=3,
+        )
+    )
+    return Scenario(options, stories, draw(st.booleans()), draw(st.booleans()), operations)
 
 
 # -- running one scenario against the real parts ----------------------------------------------
@@ -422,28 +479,78 @@ connectors:{connector}"""
 async def run_scenario(
     psp: Psp, scenario: Scenario, sandbox: Sandbox, deliveries: list[dict[str, Any]], db: str
 ) -> Bridge:
-    config = parse_config(bridge_config(db, sandbox.url, psp.config(scenario.options)))
-    bridge = Bridge(config)
-    connector = bridge.connectors[psp.name].connector
+    variant = 0
+
+    def make() -> Bridge:
+        text = bridge_config(db, sandbox.url, psp.config(scenario.options, variant))
+        return Bridge(parse_config(text))
+
+    bridge = make()
     workers: list[asyncio.Task[None]] = []
+    replays: list[asyncio.Task[Any]] = []
+    delivered: list[dict[str, Any]] = []
+    pruned = False
 
     def start() -> None:
         workers.append(asyncio.create_task(bridge.processor.run()))
         workers.append(asyncio.create_task(bridge.deliverer.run()))
 
+    async def stop() -> None:
+        await asyncio.gather(bridge.processor.stop(2), bridge.deliverer.stop(2))
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        workers.clear()
+
+    async def deliver(event: dict[str, Any]) -> None:
+        # The receiver's path, minus HTTP: verify the signed body, store it, wake.
+        connector = bridge.connectors[psp.name].connector
+        body, headers = psp.sign(event)
+        connector.verify({k.lower(): v for k, v in headers.items()}, body)
+        envelope: Envelope = connector.envelope(body)
+        await bridge.store.accept(psp.name, envelope, body, time.time())
+        bridge.processor.wake()
+        await asyncio.sleep(0)
+
+    async def operate(operation: str) -> None:
+        nonlocal bridge, variant, pruned
+        if operation == "prune":
+            if workers:  # what can finish has: only held events may still wait
+                await settle(bridge, held_ok=True)
+            await bridge.store.prune_finished(time.time() + 1)
+            pruned = True
+        elif operation == "backfill" and pruned:
+            for event in delivered[::2]:  # what a backfill (or a PSP resend) brings back
+                await deliver(event)
+        elif operation == "replay":
+            replays.append(asyncio.create_task(cli_replay(bridge, db)))
+        elif operation == "reconfigure":
+            running = bool(workers)
+            await asyncio.gather(*replays)
+            if running:  # a restart once what can finish has: nothing in flight
+                await settle(bridge, held_ok=True)
+            await stop()
+            await bridge.client.aclose()
+            bridge.store.close()
+            variant = 1 - variant
+            bridge = make()
+            if running:
+                start()
+
+    operations = sorted(scenario.operations)
     try:
         if not scenario.burst:
             start()
-        for event in deliveries:
-            # The receiver's path, minus HTTP: verify the signed body, store it, wake.
-            body, headers = psp.sign(event)
-            connector.verify({k.lower(): v for k, v in headers.items()}, body)
-            envelope: Envelope = connector.envelope(body)
-            await bridge.store.accept(psp.name, envelope, body, time.time())
-            bridge.processor.wake()
-            await asyncio.sleep(0)
+        for position, event in enumerate(deliveries):
+            while operations and operations[0][0] <= position:
+                await operate(operations.pop(0)[1])
+            await deliver(event)
+            delivered.append(event)
         if scenario.burst:
             start()
+        for _, operation in operations:
+            await operate(operation)
+        await asyncio.gather(*replays)
         await settle(bridge)
         if scenario.replay:  # invariant 6: replaying every stored event changes nothing
             rows = bridge.store.list_events(_all_events())
@@ -451,12 +558,28 @@ async def run_scenario(
             bridge.processor.wake()
             await settle(bridge)
     finally:
-        await asyncio.gather(bridge.processor.stop(2), bridge.deliverer.stop(2))
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.gather(*replays, return_exceptions=True)
+        await stop()
         await bridge.client.aclose()
     return bridge
+
+
+async def cli_replay(bridge: Bridge, db: str) -> None:
+    """What `credyt-bridge replay` does beside `serve`: its own store (its own SQLite
+    connections, as another process has) and its own processor, on the same file."""
+    from bridge.customers import CustomerResolver
+    from bridge.operations import replay_events
+    from bridge.processing import Processor
+    from bridge.sqlite_store import SQLiteStore
+
+    store = SQLiteStore(db)
+    try:
+        rows = [store.get_event(str(row.id)) for row in store.list_events(_all_events())]
+        processor = Processor(store, bridge.connectors, CustomerResolver(bridge.client, 0))
+        await replay_events(processor, [r for r in reversed(rows) if r is not None], dry_run=False)
+    finally:
+        store.close()
+    bridge.deliverer.wake()
 
 
 def _all_events() -> Any:
@@ -465,12 +588,19 @@ def _all_events() -> Any:
     return EventFilter(limit=10_000)
 
 
-async def settle(bridge: Bridge, timeout: float = 60.0) -> None:
-    """Until nothing is pending (a liveness bound, not a timing assertion)."""
+async def settle(bridge: Bridge, timeout: float = 60.0, *, held_ok: bool = False) -> None:
+    """Until nothing is pending (a liveness bound, not a timing assertion); `held_ok`:
+    but events held for another event of their payment."""
     deadline = time.monotonic() + timeout
     while True:
         counts = bridge.store.counts()
-        if not counts["events"].get("pending") and not counts["adjustments"].get("pending"):
+        events = counts["events"].get("pending")
+        if events and held_ok:
+            waiting = [
+                r for r in bridge.store.list_events(_all_events()) if r.status.value == "pending"
+            ]
+            events = sum(1 for r in waiting if not (r.reason or "").startswith("held:"))
+        if not events and not counts["adjustments"].get("pending"):
             return
         if time.monotonic() > deadline:
             pending = [

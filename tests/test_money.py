@@ -158,8 +158,8 @@ def test_a_huge_amount_keeps_every_digit() -> None:
         ("1500", 500, 1500, "500"),
         ("12.345", 1000, 12345, "1.000"),
         ("20.00", 1000, 2000, "10.00"),
-        ("0.05", 1, 2, "0.025"),  # exact: kept, even past the original's places
-        ("18.2", 606, 1820, "6.06"),  # a recorded credit has no trailing zeros
+        ("0.05", 1, 2, "0.02"),  # never past the original's places (half even), so
+        # running totals of reversals end exactly at the credit
         ("0.05", 1, 3, "0.02"),  # inexact: rounded to the original's places
         ("1.00", 2, 3, "0.67"),
         ("1000000", 1, 4, "250000"),
@@ -169,6 +169,13 @@ def test_proportional(original: str, part: int, whole: int, result: str) -> None
     value = proportional(Decimal(original), part, whole)
     assert value == Decimal(result)
     assert str(value) == result
+
+
+def test_proportional_keeps_the_currency_places_of_a_recorded_credit() -> None:
+    """A recorded credit has no trailing zeros (18.20 is "18.2"): the PSP currency's
+    places still count, so 606/1820 of it is 6.06, not 6.1."""
+    assert proportional(Decimal("18.2"), 606, 1820, 2) == Decimal("6.06")
+    assert proportional(Decimal("18.2"), 606, 1820) == Decimal("6.1")
 
 
 def test_proportional_of_a_converted_amount() -> None:

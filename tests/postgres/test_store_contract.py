@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli import cli as main_cli
-from bridge.errors import StoreError
+from bridge.errors import DecisionConflictError, StoreError
 from bridge.events import Envelope
 from bridge.postgres_store import SCHEMA_VERSION, PostgresStore
 from bridge.records import (
@@ -36,7 +36,6 @@ from bridge.records import (
 from bridge.store import (
     ChangeFeed,
     EventClaims,
-    PaymentLocks,
     Store,
     open_store,
     redact_database,
@@ -653,26 +652,73 @@ def test_postgres_a_row_leased_elsewhere_is_due_when_its_lease_ends(
     assert b.next_adjustment_due() == pytest.approx(now + 30.01, abs=0.01)
 
 
-def test_postgres_one_payment_at_a_time_across_replicas(
+def _credit_on(basis: tuple[str, ...], inbox_id: int, txid: str, payment: str) -> ProcessingResult:
+    return ProcessingResult(
+        inbox_id,
+        EventStatus.PROCESSED,
+        payment_key=payment,
+        customer_id="cust_1",
+        adjustments=(adjustment(txid, payment=payment),),
+        payment_ids=("cs_1",),
+        basis=basis,
+    )
+
+
+def test_a_decision_on_a_stale_basis_is_refused_and_ids_join_one_class(store: Store) -> None:
+    """Two decisions read the same (empty) state of one payment; the second to record
+    is refused whole, and the ids each named are one payment from either side."""
+    basis = store.payment_state(["pi_1", "cs_1"]).basis
+    assert basis == ()
+    first, second = accept(store, "evt_1"), accept(store, "evt_2")
+    assert run(store.record_processing(_credit_on(basis, first, "tx-a", "pi_1"), time.time()))
+    with pytest.raises(DecisionConflictError):
+        run(store.record_processing(_credit_on(basis, second, "tx-b", "in_1"), time.time()))
+    assert [a.transaction_id for a in store.list_adjustments()] == ["tx-a"]
+    row = store.get_event("evt_2")
+    assert row is not None and row.status is EventStatus.PENDING  # nothing recorded
+    # in_1 is linked to cs_1 by a later event: all three are one payment, from any id
+    link = ProcessingResult(
+        second, EventStatus.IGNORED, "linked", payment_key="in_1", payment_ids=("cs_1",)
+    )
+    run(store.record_processing(link, time.time()))
+    for one in ("pi_1", "cs_1", "in_1"):
+        state = store.payment_state([one])
+        assert set(state.ids) == {"pi_1", "cs_1", "in_1"}
+        assert [d.transaction_id for d in state.decided] == ["tx-a"]
+    # and prune does not forget it
+    run(
+        store.record_delivery(
+            DeliveryOutcome(
+                store.list_adjustments()[0].id,
+                AdjustmentStatus.DELIVERED,
+                time.time() - 10,
+                1.0,
+                status_code=201,
+            )
+        )
+    )
+    run(store.prune_finished(time.time() + 10))
+    assert store.list_adjustments() == []
+    assert [d.transaction_id for d in store.payment_state(["in_1"]).decided] == ["tx-a"]
+
+
+def test_postgres_two_replicas_deciding_one_payment_at_once_record_one_decision(
     pg_pair: tuple[PostgresStore, PostgresStore],
 ) -> None:
     a, b = pg_pair
-    assert isinstance(a, PaymentLocks)
+    basis = a.payment_state(["pi_1"]).basis
+    first, second = accept(a, "evt_1"), accept(a, "evt_2")
 
-    async def scenario() -> None:
-        held = await a.lock_payments(["in_1", "pi_1"])
-        other = asyncio.create_task(b.lock_payments(["pi_1", "in_9"]))
-        free = await asyncio.wait_for(b.lock_payments(["in_2"]), 5)  # another payment
-        free.release()
-        await asyncio.sleep(0.3)
-        assert not other.done()  # b waits for a, holding none of its keys meanwhile
-        third = await asyncio.wait_for(a.lock_payments(["in_9"]), 5)
-        third.release()
-        held.release()
-        got = await asyncio.wait_for(other, 5)
-        got.release()
+    async def race() -> list[Any]:
+        return await asyncio.gather(
+            a.record_processing(_credit_on(basis, first, "tx-a", "pi_1"), time.time()),
+            b.record_processing(_credit_on(basis, second, "tx-b", "pi_1"), time.time()),
+            return_exceptions=True,
+        )
 
-    run(scenario())
+    outcomes = run(race())
+    assert sorted(type(o).__name__ for o in outcomes) == ["DecisionConflictError", "int"]
+    assert len(a.list_adjustments()) == 1
 
 
 def test_postgres_writes_are_durable_even_if_the_server_says_otherwise(

@@ -1,0 +1,160 @@
+"""Two replicas deciding the same payments at once while their connections are killed.
+
+Each payment sends two events that `match: first` must credit once between them:
+checkout.session.completed (rule topup-checkout) to one replica and the marked
+payment_intent.succeeded (rule topup-payment-intent) to the other, at the same moment.
+Meanwhile every connection of the bridge is terminated over and over
+(`pg_terminate_backend`: what a failover, a server restart or an idle timeout does to
+them), so transactions and any lock tied to a connection die mid-decision.
+
+A decision and its lock are one transaction: a lost connection can only abort it, and
+the event is decided again. So every payment is credited exactly once: 0 doubles.
+Real parts: two bridges (own stores, pools, processors) on uvicorn on loopback sharing
+one PostgreSQL database, the Credyt sandbox, signed webhooks over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from connectors import stripe
+from tests.conftest import API_KEY, STRIPE_SECRET, RunningBridge, Sandbox, wait_until
+
+pytestmark = pytest.mark.slow
+
+PAYMENTS = int(os.environ.get("REPLICA_PAYMENTS", "2000"))
+KILL_EVERY = 1.0  # seconds between two rounds of terminated connections
+
+CONFIG = """
+database: {database}
+credyt:
+  api_url: {api_url}
+  api_key: {api_key}
+  timeout: 2
+delivery:
+  backoff_initial: 0.05
+  backoff_max: 0.5
+connectors:
+  stripe:
+    type: stripe
+    secrets: ["{secret}"]
+    match: first
+    rules:
+      - name: topup-checkout
+        on: [checkout.session.completed]
+        credit: {{amount: paid}}
+      - name: topup-payment-intent
+        on: payment_intent.succeeded
+        when: {{metadata: {{credyt_topup: "true"}}}}
+        credit: {{amount: paid}}
+"""
+
+
+def _kill_connections(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return len(rows)
+
+
+def _post(client: httpx.Client, url: str, event: dict[str, Any], deadline: float) -> None:
+    """As the PSP does: until the bridge answers 200 (503 while the database is away)."""
+    body = json.dumps(event).encode()
+    while True:
+        try:
+            answer = client.post(
+                f"{url}/webhooks/stripe", content=body, headers=stripe.sign(body, STRIPE_SECRET)
+            )
+            if answer.status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{event['id']} was never accepted")
+        time.sleep(0.05)
+
+
+def test_two_replicas_deciding_one_payment_under_connection_kills_credit_it_once(
+    make_bridge: Callable[..., RunningBridge], sandbox: Sandbox, postgres_url: str
+) -> None:
+    text = CONFIG.format(
+        database=postgres_url, api_url=sandbox.url, api_key=API_KEY, secret=STRIPE_SECRET
+    )
+    replicas = [make_bridge(text), make_bridge(text)]
+    customer = sandbox.state.add_customer(external_id="user_decisions")
+    started = time.monotonic()
+    deadline = started + 150
+    stop = threading.Event()
+    kills: list[int] = []
+
+    def chaos() -> None:
+        while not stop.wait(KILL_EVERY):
+            try:
+                kills.append(_kill_connections(postgres_url))
+            except psycopg.Error:
+                pass
+
+    def pay(n: int, client: httpx.Client) -> None:
+        common = {"customer": customer, "amount_minor": 1000 + n % 500}
+        session = stripe.sample_event(
+            "checkout.session.completed", event_id=f"evt_cs_{n}", object_id=f"cs_d{n}", **common
+        )
+        intent = stripe.sample_event(
+            "payment_intent.succeeded",
+            event_id=f"evt_pi_{n}",
+            object_id=f"pi_d{n}",
+            metadata={"credyt_topup": "true"},
+            **common,
+        )
+        first, second = (replicas[0], replicas[1]) if n % 2 else (replicas[1], replicas[0])
+        both = [
+            threading.Thread(target=_post, args=(client, first.url, session, deadline)),
+            threading.Thread(target=_post, args=(client, second.url, intent, deadline)),
+        ]
+        for thread in both:
+            thread.start()
+        for thread in both:
+            thread.join()
+
+    killer = threading.Thread(target=chaos, daemon=True)
+    killer.start()
+    try:
+        with httpx.Client(timeout=10) as client, ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda n: pay(n, client), range(PAYMENTS)))
+
+        def settled() -> bool:
+            counts = replicas[0].bridge.store.counts()
+            done = counts["events"].get("processed", 0) + counts["events"].get("ignored", 0)
+            return done == 2 * PAYMENTS and not counts["adjustments"].get("pending")
+
+        try:
+            wait_until(settled, max(10.0, deadline - time.monotonic()), "every event decided")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {replicas[0].bridge.store.counts()}") from None
+    finally:
+        stop.set()
+        killer.join(5)
+    assert sum(kills) > 0 and len(kills) >= 10  # connections really were killed, often
+
+    credits = Counter(a["body"]["metadata"]["payment_intent"] for a in sandbox.state.adjustments)
+    doubles = {payment: n for payment, n in credits.items() if n > 1}
+    assert doubles == {}, f"{len(doubles)} doubles in {PAYMENTS} payments"
+    assert len(credits) == PAYMENTS
+    assert sandbox.state.conflicts == []
+    expected = sum((Decimal(1000 + n % 500) / 100 for n in range(PAYMENTS)), Decimal(0))
+    assert sandbox.state.balance(customer, "USD") == expected
+    assert time.monotonic() - started < 150  # bounded: a liveness bound, not a benchmark
