@@ -13,14 +13,17 @@ is URL-encoded as the SDK does, redirects are never followed, and
 from __future__ import annotations
 
 import email.utils
+import functools
 import itertools
 import json
 import re
+import ssl
 import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from urllib.parse import quote, unquote, urlsplit
 
+import certifi
 import httpx
 
 from bridge.errors import CredytError, CredytUnavailableError
@@ -82,18 +85,28 @@ class AccountContext:
 CONNECTIONS_PER_POOL = 4
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The context httpx would build by default (certifi's CA bundle), built once."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 class CredytClient:
     def __init__(
         self, base_url: str, api_key: str, *, timeout: float = 10.0, max_connections: int = 32
     ) -> None:
         per_pool = min(CONNECTIONS_PER_POOL, max_connections)
         pools = -(-max_connections // per_pool)
+        # One TLS context for every pool: each would otherwise load the CA bundle again
+        # (about 35 ms apiece, a quarter of a second at start for 8 pools).
+        tls = _tls_context()
         self._clients = [
             httpx.AsyncClient(
                 base_url=base_url,
                 headers={"X-CREDYT-API-KEY": api_key, "User-Agent": "credyt-bridge"},
                 timeout=httpx.Timeout(timeout),
                 limits=httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool),
+                verify=tls,
             )
             for _ in range(pools)
         ]
