@@ -177,11 +177,7 @@ _MIGRATION_V3 = (
 def _fill_v4(conn: psycopg.Connection[Any]) -> None:
     """The classes of the ids already linked, and the adjustments already recorded."""
     _fill_decisions(
-        conn.execute(
-            "SELECT id, payment_key FROM payment_links UNION ALL"
-            " SELECT payment_key, payment_key FROM outbox UNION ALL"
-            " SELECT payment_key, payment_key FROM inbox WHERE payment_key IS NOT NULL"
-        ).fetchall(),
+        conn.execute(statements.KNOWN_PAYMENT_IDS).fetchall(),
         conn.execute(f"SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id").fetchall(),
         lambda sql, params: conn.execute(sql.replace("?", "%s"), params),
     )

@@ -170,11 +170,7 @@ def _migrate_v4(db: sqlite_utils.Database) -> None:
     )
     conn.execute("CREATE INDEX decided_payment ON decided (payment_key)")
     _fill_decisions(
-        conn.execute(
-            "SELECT id, payment_key FROM payment_links UNION ALL"
-            " SELECT payment_key, payment_key FROM outbox UNION ALL"
-            " SELECT payment_key, payment_key FROM inbox WHERE payment_key IS NOT NULL"
-        ).fetchall(),
+        conn.execute(statements.KNOWN_PAYMENT_IDS).fetchall(),
         conn.execute(f"SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id").fetchall(),
         lambda sql, params: conn.execute(sql, params),
     )

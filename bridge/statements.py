@@ -148,6 +148,15 @@ DECIDED_COLUMNS = (
 )
 
 
+# Every (id, payment key) pair the tables already know: what the v4 migration of either
+# store puts into classes.
+KNOWN_PAYMENT_IDS = (
+    "SELECT id, payment_key FROM payment_links UNION ALL"
+    " SELECT payment_key, payment_key FROM outbox UNION ALL"
+    " SELECT payment_key, payment_key FROM inbox WHERE payment_key IS NOT NULL"
+)
+
+
 def _marks(values: Sequence[object]) -> str:
     return ", ".join("?" * len(values))
 
