@@ -35,7 +35,7 @@ RUN groupadd --system --gid 10001 bridge \
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-index --find-links /wheels credyt-bridge
 # The example config (also inside the package) is the default; mount your own over it.
-COPY bridge/config.example.yaml /config/config.yaml
+COPY bridge/config/config.example.yaml /config/config.yaml
 WORKDIR /data
 # Every webhook and adjustment lives in /data/bridge.db: keep it on a volume.
 VOLUME ["/data"]

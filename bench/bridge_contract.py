@@ -166,9 +166,9 @@ def sandbox_arrivals(sandbox_url: str) -> dict[str, float]:
 
 def _open_store(database: Path) -> Any:
     try:
-        from bridge.store import open_store
+        from bridge.storage.store import open_store
     except ImportError as exc:
-        raise NeedsBridge(f"bridge.store.open_store: {exc}") from exc
+        raise NeedsBridge(f"bridge.storage.store.open_store: {exc}") from exc
     return open_store(str(database))
 
 
@@ -295,7 +295,7 @@ async def _claims(stores: Sequence[tuple[Any, Path]], limit: int, repeats: int) 
 
 
 def _list_once(store: Any, status: str | None) -> float:
-    from bridge.records import EventFilter
+    from bridge.storage.records import EventFilter
 
     began = time.perf_counter()
     store.list_events(EventFilter(status=status))

@@ -66,10 +66,15 @@ def free_port() -> int:
 
 def serve(protocol: str, port: int, folder: str) -> None:
     """Run in the subprocess: the sandbox in a thread, the bridge on `port`."""
-    from bridge.config import parse_config
+    from bridge.config.schema import parse_config
+    from bridge.credyt.sandbox import SandboxState, create_sandbox_app
     from bridge.logs import configure_logging
-    from bridge.sandbox import SandboxState, create_sandbox_app
-    from bridge.servers import BoundedHttpToolsProtocol, bind_socket, make_server, serve_in_thread
+    from bridge.receiving.servers import (
+        BoundedHttpToolsProtocol,
+        bind_socket,
+        make_server,
+        serve_in_thread,
+    )
     from bridge.service import Bridge
 
     configure_logging("warning")

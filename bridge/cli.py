@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from bridge.config import Config, ConnectorConfig, load_config
+from bridge.config.schema import Config, ConnectorConfig, load_config
 from bridge.errors import BridgeError, CredytUnavailableError
 from bridge.logs import configure_logging
 
 if TYPE_CHECKING:
-    from bridge.credyt import AccountContext
-    from bridge.operations import ReplayOutcome
-    from bridge.records import InboxRow
-    from bridge.store import Store
+    from bridge.credyt.client import AccountContext
+    from bridge.operating.operations import ReplayOutcome
+    from bridge.storage.records import InboxRow
+    from bridge.storage.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -104,7 +104,7 @@ def serve(config_path: str | None, host: str, port: int, forwarded_allow_ips: st
 
     import uvicorn
 
-    from bridge.servers import BoundedHttpToolsProtocol
+    from bridge.receiving.servers import BoundedHttpToolsProtocol
     from bridge.service import HTTP_DRAIN, Bridge
 
     config = require_config(config_path)
@@ -153,7 +153,7 @@ def check(config_path: str | None, online: bool) -> None:
     Example:
       credyt-bridge check --config config.yaml --online
     """
-    from bridge.report import rules_table
+    from bridge.operating.tables import rules_table
 
     config = require_config(config_path)
     click.echo(f"{config.path}: OK, {len(config.connectors)} connector(s)")
@@ -169,8 +169,8 @@ def check(config_path: str | None, online: bool) -> None:
 
 
 async def _check_key_online(config: Config) -> AccountContext:
-    from bridge.credyt import CredytClient
-    from bridge.credyt_key import check_key
+    from bridge.credyt.client import CredytClient
+    from bridge.credyt.key import check_key
 
     client = CredytClient(
         config.credyt.api_url, config.credyt.api_key, timeout=config.credyt.timeout
@@ -245,7 +245,7 @@ def sandbox(
     Example:
       credyt-bridge sandbox --port 8090 --customer cust_alice=cus_123 --fail-next 2
     """
-    from bridge.sandbox import serve_sandbox
+    from bridge.credyt.sandbox import serve_sandbox
 
     configure_logging("info")
     serve_sandbox(
@@ -273,7 +273,7 @@ def demo(keep: bool) -> None:
     Example:
       credyt-bridge demo
     """
-    from bridge.demo import run_demo
+    from bridge.operating.demo import run_demo
 
     configure_logging("warning")
     ok = asyncio.run(run_demo(keep=keep))
@@ -326,7 +326,7 @@ def send(
       credyt-bridge send stripe invoice.paid --url http://127.0.0.1:8080/webhooks/stripe \\
           --customer cust_473cr1y0ghbyc3m1yfbwvn3nxx --amount 49.99 --currency usd
     """
-    from bridge.sending import SendRequest, send_webhook
+    from bridge.operating.sending import SendRequest, send_webhook
 
     env_name = "STRIPE_WEBHOOK_SECRET" if psp == "stripe" else "PADDLE_WEBHOOK_SECRET"
     key = secret or os.environ.get(env_name)
@@ -377,7 +377,7 @@ def print_json(data: Any) -> None:
 @contextmanager
 def existing_store(config: Config) -> Iterator[Store]:
     """The serving bridge's store; a missing SQLite file is an error, not a new database."""
-    from bridge.store import open_store
+    from bridge.storage.store import open_store
 
     configure_logging("warning")  # stderr; stdout is the command's answer
     database = config.database
@@ -404,7 +404,7 @@ def moment_option(name: str, what: str) -> Callable[[F], F]:
 
 
 def optional_moment(text: str | None) -> float | None:
-    from bridge.operations import parse_moment
+    from bridge.operating.operations import parse_moment
 
     return None if text is None else parse_moment(text)
 
@@ -448,9 +448,9 @@ def events_list(
     Example:
       credyt-bridge events list --status failed --connector stripe --since 2h --json
     """
-    from bridge.operations import event_summary
-    from bridge.records import EventFilter
-    from bridge.report import events_table
+    from bridge.operating.operations import event_summary
+    from bridge.operating.tables import events_table
+    from bridge.storage.records import EventFilter
 
     config = require_config(config_path)
     flt = EventFilter(
@@ -486,8 +486,8 @@ def events_show(config_path: str | None, ref: str, as_json: bool) -> None:
     Example:
       credyt-bridge events show evt_1QfXzA2eZvKYlo2C
     """
-    from bridge.describe import event_text
-    from bridge.operations import event_detail
+    from bridge.operating.describe import event_text
+    from bridge.operating.operations import event_detail
     from bridge.service import connector_runtimes
 
     config = require_config(config_path)
@@ -531,7 +531,7 @@ def replay(
       credyt-bridge replay --status failed --since 24h --dry-run
       credyt-bridge replay 42 evt_1QfXzA2eZvKYlo2C
     """
-    from bridge.operations import events_to_replay
+    from bridge.operating.operations import events_to_replay
 
     config = require_config(config_path)
     with existing_store(config) as store:
@@ -563,11 +563,11 @@ def replay(
 async def _replay(
     config: Config, store: Store, rows: Sequence[InboxRow], dry_run: bool
 ) -> list[ReplayOutcome]:
-    from bridge.assets import AssetPrecisions
-    from bridge.credyt import CredytClient
-    from bridge.customers import CustomerResolver
-    from bridge.operations import replay_events
-    from bridge.processing import Processor
+    from bridge.credyt.assets import AssetPrecisions
+    from bridge.credyt.client import CredytClient
+    from bridge.operating.operations import replay_events
+    from bridge.processing.customers import CustomerResolver
+    from bridge.processing.processor import Processor
     from bridge.service import connector_runtimes
 
     client = CredytClient(
@@ -609,9 +609,9 @@ def outbox_list(config_path: str | None, status: str | None, limit: int, as_json
     Example:
       credyt-bridge outbox list --status dead --json
     """
-    from bridge.operations import plain
-    from bridge.records import row_dict
-    from bridge.report import outbox_table
+    from bridge.operating.operations import plain
+    from bridge.operating.tables import outbox_table
+    from bridge.storage.records import row_dict
 
     config = require_config(config_path)
     with existing_store(config) as store:
@@ -640,7 +640,7 @@ def outbox_retry(config_path: str | None, refs: tuple[str, ...], dead: bool) -> 
       credyt-bridge outbox retry 17 18
       credyt-bridge outbox retry --dead
     """
-    from bridge.operations import retry_adjustments
+    from bridge.operating.operations import retry_adjustments
 
     config = require_config(config_path)
     with existing_store(config) as store:
@@ -671,9 +671,9 @@ def prune(config_path: str | None, older_than: str | None) -> None:
     Example:
       credyt-bridge prune --older-than 180d
     """
-    from bridge.describe import summary_line
-    from bridge.operations import parse_age
-    from bridge.operations import prune as prune_rows
+    from bridge.operating.describe import summary_line
+    from bridge.operating.operations import parse_age
+    from bridge.operating.operations import prune as prune_rows
 
     config = require_config(config_path)
     seconds = config.retention if older_than is None else parse_age(older_than)
@@ -721,15 +721,15 @@ def backfill(
     Example:
       STRIPE_API_KEY=rk_live_... credyt-bridge backfill stripe --since 3d
     """
-    from bridge.backfill import (
+    from bridge.operating.backfill import (
         API_KEY_VARIABLES,
         BackfillError,
         BackfillSummary,
         open_source,
         rule_event_types,
     )
-    from bridge.backfill import backfill as run_backfill
-    from bridge.operations import parse_age
+    from bridge.operating.backfill import backfill as run_backfill
+    from bridge.operating.operations import parse_age
     from bridge.service import make_connector
 
     config = require_config(config_path)

@@ -16,19 +16,19 @@ import structlog
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from bridge.app import WebhookFastPath, create_app
-from bridge.assets import AssetPrecisions
-from bridge.breaker import CircuitBreaker
-from bridge.config import Config, ConnectorConfig
-from bridge.credyt import CredytClient
-from bridge.credyt_key import KeyCheck
-from bridge.customers import CustomerResolver
-from bridge.delivery import Deliverer, RetryPolicy
+from bridge.config.schema import Config, ConnectorConfig
+from bridge.credyt.assets import AssetPrecisions
+from bridge.credyt.client import CredytClient
+from bridge.credyt.key import KeyCheck
+from bridge.delivery.breaker import CircuitBreaker
+from bridge.delivery.deliverer import Deliverer, RetryPolicy
 from bridge.metrics import Metrics
 from bridge.pressure import IngestPressure
-from bridge.processing import ConnectorRuntime, Processor
-from bridge.records import AdjustmentStatus, EventStatus
-from bridge.store import ChangeFeed, Store, open_store, redact_database
+from bridge.processing.customers import CustomerResolver
+from bridge.processing.processor import ConnectorRuntime, Processor
+from bridge.receiving.app import WebhookFastPath, create_app
+from bridge.storage.records import AdjustmentStatus, EventStatus
+from bridge.storage.store import ChangeFeed, Store, open_store, redact_database
 from connectors import Connector, connector_types
 
 log = structlog.get_logger("bridge.service")
@@ -120,7 +120,7 @@ class Bridge:
         token = self.config.server.admin_token
         if not token:
             return []
-        from bridge.admin import admin_routes
+        from bridge.operating.admin import admin_routes
 
         return admin_routes(
             token=token,

@@ -172,7 +172,7 @@ class PaddleConnector:
             grand_total, field=f"transaction {txn_id} details.totals.grand_total"
         )
         # A zero grand_total (a 100% discount) is a payment still: fixed-amount rules
-        # grant on it, `amount: paid` rules skip it (bridge.rules).
+        # grant on it, `amount: paid` rules skip it (bridge.processing.rules).
         if amount_minor < 0:
             raise EventError(f"transaction {txn_id} has a negative grand_total ({amount_minor})")
         currency = _required_str(txn, "currency_code", f"transaction {txn_id}").upper()

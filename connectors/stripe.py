@@ -143,7 +143,7 @@ class StripeConnector:
         if amount_minor < 0:
             return Ignored(f"invoice {invoice_id} paid nothing (amount_paid {amount_minor})")
         # 0.00 (a 100% coupon) is a payment still: fixed-amount rules grant on it, and
-        # `amount: paid` rules skip it (bridge.rules).
+        # `amount: paid` rules skip it (bridge.processing.rules).
         currency = _required_str(invoice, "currency").upper()
         subscription_details = _subscription_details(invoice)
         object_ids = {"invoice": invoice_id}

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.config import Config, parse_config
-from bridge.sandbox import SandboxState, create_sandbox_app
-from bridge.servers import serve_in_thread
+from bridge.config.schema import Config, parse_config
+from bridge.credyt.sandbox import SandboxState, create_sandbox_app
+from bridge.receiving.servers import serve_in_thread
 from bridge.service import Bridge
 from connectors import paddle, stripe
 

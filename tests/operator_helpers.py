@@ -43,6 +43,6 @@ def run_json(config: Path, *args: str) -> Any:
 def snapshot(running: RunningBridge) -> tuple[list[Any], list[Any]]:
     """Every event and adjustment row as stored, to show a command changed nothing."""
     store = running.bridge.store
-    from bridge.records import EventFilter
+    from bridge.storage.records import EventFilter
 
     return store.list_events(EventFilter(limit=10_000)), store.list_adjustments(limit=10_000)

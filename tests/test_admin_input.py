@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.records import AdjustmentStatus
+from bridge.storage.records import AdjustmentStatus
 from connectors import stripe
 from tests.conftest import RunningBridge, Sandbox, config_text, wait_until
 from tests.operator_helpers import run_cli

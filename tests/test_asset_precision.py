@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.assets import AssetPrecisions, quantize
-from bridge.config import parse_config
-from bridge.credyt import CredytClient
+from bridge.config.schema import parse_config
+from bridge.credyt.assets import AssetPrecisions, quantize
+from bridge.credyt.client import CredytClient
 from bridge.errors import ConfigError, CredytUnavailableError
-from bridge.records import EventStatus
+from bridge.storage.records import EventStatus
 from connectors import stripe
 from tests.conftest import API_KEY, RunningBridge, Sandbox, config_text, wait_until
 

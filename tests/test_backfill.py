@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bridge.servers import serve_in_thread
+from bridge.receiving.servers import serve_in_thread
 from connectors import paddle, stripe
 from tests.conftest import RunningBridge, Sandbox, config_text
 from tests.operator_helpers import run_cli
@@ -272,7 +272,7 @@ def test_paddle_backfill_stores_exactly_the_missed_events(
 
 
 def _all() -> Any:
-    from bridge.records import EventFilter
+    from bridge.storage.records import EventFilter
 
     return EventFilter(limit=1000)
 
@@ -473,7 +473,7 @@ def test_paddle_backfill_cut_off_by_5xx_resumes_where_it_stopped(
 def test_paddle_retry_waits_follow_retry_after_then_a_capped_doubling(
     psp_api: tuple[PspApi, str],
 ) -> None:
-    from bridge.backfill import BackfillError, PaddleEvents
+    from bridge.operating.backfill import BackfillError, PaddleEvents
 
     api, api_url = psp_api
     api.paddle_events = paddle_series("cust_x", 2)
@@ -597,7 +597,7 @@ def test_backfilled_basil_invoice_is_debited_by_its_later_refund(
 
 
 def test_api_version_is_a_paddle_version_number_and_only_for_paddle(tmp_path: Path) -> None:
-    from bridge.config import parse_config
+    from bridge.config.schema import parse_config
     from bridge.errors import ConfigError
 
     base = config_text(str(tmp_path / "bridge.db"), "http://127.0.0.1:9")
@@ -649,7 +649,7 @@ def test_stripe_backfill_cut_off_by_5xx_resumes_after_the_last_stored_event(
 
 
 def test_each_listed_event_is_cut_from_the_response_text_exactly() -> None:
-    from bridge.backfill import BackfillError, _raw_list
+    from bridge.operating.backfill import BackfillError, _raw_list
 
     page = (
         '{ "object" : "list",\n "url": "/v1/events", "has_more": false,\n'

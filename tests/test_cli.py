@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from bridge.cli import cli
-from bridge.records import EventFilter
-from bridge.servers import bind_socket
+from bridge.receiving.servers import bind_socket
+from bridge.storage.records import EventFilter
 from connectors import paddle, stripe
 from tests.conftest import API_KEY, RunningBridge, Sandbox, wait_until
 from tests.operator_helpers import run_cli, run_json, write_config
@@ -330,7 +330,7 @@ def test_every_command_is_in_the_readme() -> None:
 
 
 def test_moments_are_durations_ago_or_iso_times() -> None:
-    from bridge.operations import OperationError, parse_moment
+    from bridge.operating.operations import OperationError, parse_moment
 
     now = 1_800_000_000.0
     assert parse_moment("2h", now) == now - 7200

@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bridge.config import parse_config
+from bridge.config.schema import parse_config
 from bridge.events import Envelope, PaymentEvent
-from bridge.records import EventStatus, ProcessingResult
-from bridge.rules import build_credit
+from bridge.processing.rules import build_credit
 from bridge.service import make_connector
-from bridge.sqlite_store import SQLiteStore
-from bridge.store import CLOCK_STEP_SLACK
+from bridge.storage.records import EventStatus, ProcessingResult
+from bridge.storage.sqlite import SQLiteStore
+from bridge.storage.store import CLOCK_STEP_SLACK
 from connectors import stripe
 from tests.conftest import Sandbox, config_text, wait_until
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import Config, load_config, parse_config
+from bridge.config.schema import Config, load_config, parse_config
+from bridge.config.yamlsource import parse_duration
 from bridge.errors import ConfigError
-from bridge.yamlsource import parse_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config.example.yaml"
@@ -336,7 +336,7 @@ def test_example_without_variables_names_each_missing_one() -> None:
 
 
 def test_the_demo_embeds_the_same_example() -> None:
-    assert (ROOT / "bridge" / "config.example.yaml").read_text() == EXAMPLE.read_text()
+    assert (ROOT / "bridge" / "config" / "config.example.yaml").read_text() == EXAMPLE.read_text()
 
 
 # -- `credyt-bridge check` through the real command ---------------------------------------------

@@ -28,8 +28,8 @@ from typing import IO
 import httpx
 import pytest
 
-from bridge.sandbox import SandboxState, create_sandbox_app
-from bridge.servers import serve_in_thread
+from bridge.credyt.sandbox import SandboxState, create_sandbox_app
+from bridge.receiving.servers import serve_in_thread
 from connectors import stripe
 from tests.conftest import API_KEY, STRIPE_SECRET, config_text, wait_until
 

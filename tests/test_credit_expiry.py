@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bridge.records import EventStatus
+from bridge.storage.records import EventStatus
 from connectors import paddle, stripe
 from tests.conftest import Sandbox, config_text
 

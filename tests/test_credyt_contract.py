@@ -32,8 +32,8 @@ from corehttp.exceptions import (
 from credytapi import CredytApiClient, models
 from credytapi._utils.model_base import Model as SdkModel
 
-from bridge.sandbox import SandboxState, create_sandbox_app
-from bridge.servers import serve_in_thread
+from bridge.credyt.sandbox import SandboxState, create_sandbox_app
+from bridge.receiving.servers import serve_in_thread
 from connectors import paddle, stripe
 from tests.conftest import API_KEY, PADDLE_SECRET, STRIPE_SECRET, RunningBridge, Sandbox
 

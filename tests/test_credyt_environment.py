@@ -12,10 +12,10 @@ from pathlib import Path
 
 import httpx
 
-from bridge.config import parse_config
-from bridge.records import AdjustmentStatus
-from bridge.servers import serve_in_thread
+from bridge.config.schema import parse_config
+from bridge.receiving.servers import serve_in_thread
 from bridge.service import Bridge
+from bridge.storage.records import AdjustmentStatus
 from connectors import stripe
 from tests.conftest import STRIPE_SECRET, Sandbox, config_text, wait_until
 from tests.operator_helpers import run_cli, run_json

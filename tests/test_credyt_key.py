@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from bridge.records import AdjustmentStatus
+from bridge.storage.records import AdjustmentStatus
 from connectors import stripe
 from tests.conftest import API_KEY, RunningBridge, Sandbox, wait_until
 from tests.operator_helpers import run_cli, write_config

@@ -13,9 +13,9 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from bridge.credyt import CredytClient, path_arg
+from bridge.credyt.client import CredytClient, path_arg
 from bridge.errors import CredytError, CredytUnavailableError
-from bridge.records import EventStatus
+from bridge.storage.records import EventStatus
 from connectors import paddle, stripe
 from tests.conftest import RunningBridge, Sandbox
 

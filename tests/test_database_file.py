@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.sqlite_store import SQLiteStore
+from bridge.storage.sqlite import SQLiteStore
 from connectors import stripe
 from tests.conftest import RunningBridge
 
@@ -59,7 +59,7 @@ def test_a_deleted_or_replaced_database_fails_readyz_and_refuses_webhooks(
 
 def test_the_check_costs_one_stat_per_commit_group(tmp_path: Path) -> None:
     """The guard runs once per committed group, not per webhook: a burst shares it."""
-    from bridge.sqlite_store import file_identity
+    from bridge.storage.sqlite import file_identity
 
     store = SQLiteStore(str(tmp_path / "bridge.db"))
     try:
@@ -81,7 +81,7 @@ def test_the_check_costs_one_stat_per_commit_group(tmp_path: Path) -> None:
 
 
 def test_file_identity_of_a_missing_file_is_none(tmp_path: Path) -> None:
-    from bridge.sqlite_store import file_identity
+    from bridge.storage.sqlite import file_identity
 
     assert file_identity(str(tmp_path / "absent.db")) is None
     (tmp_path / "present.db").write_bytes(b"")

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from bridge.records import EventStatus
-from bridge.sqlite_store import SQLiteStore
+from bridge.storage.records import EventStatus
+from bridge.storage.sqlite import SQLiteStore
 from connectors import paddle, stripe
 from tests.conftest import API_KEY, PADDLE_SECRET, STRIPE_SECRET, RunningBridge, Sandbox
 
@@ -428,7 +428,7 @@ def test_row_ids_are_never_reused_after_prune(tmp_path: Path) -> None:
             await store.accept("stripe", Envelope("evt_b", "invoice.paid", None), b"{}", 1.0)
             last = store.get_event("evt_b")
             assert last is not None
-            from bridge.records import ProcessingResult
+            from bridge.storage.records import ProcessingResult
 
             for row_id in (1, last.id):
                 await store.record_processing(

@@ -13,10 +13,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bridge.config import parse_config
-from bridge.records import AdjustmentStatus, OutboxRow
-from bridge.servers import serve_in_thread
+from bridge.config.schema import parse_config
+from bridge.receiving.servers import serve_in_thread
 from bridge.service import Bridge
+from bridge.storage.records import AdjustmentStatus, OutboxRow
 from connectors import stripe
 from tests.conftest import RunningBridge, Sandbox, config_text, wait_until
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from bridge.records import AdjustmentStatus
-from bridge.sandbox import validate_adjustment
+from bridge.credyt.sandbox import validate_adjustment
+from bridge.storage.records import AdjustmentStatus
 from connectors import stripe
 from tests.conftest import RunningBridge, Sandbox, wait_until
 

@@ -6,11 +6,11 @@ import asyncio
 import time
 from pathlib import Path
 
-from bridge.credyt import CredytClient
-from bridge.delivery import Deliverer, RetryPolicy
+from bridge.credyt.client import CredytClient
+from bridge.delivery.deliverer import Deliverer, RetryPolicy
 from bridge.events import Envelope
-from bridge.records import AdjustmentStatus, EventStatus, NewAdjustment, ProcessingResult
-from bridge.sqlite_store import SQLiteStore
+from bridge.storage.records import AdjustmentStatus, EventStatus, NewAdjustment, ProcessingResult
+from bridge.storage.sqlite import SQLiteStore
 from tests.conftest import API_KEY, Sandbox
 
 

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from bridge import config as config_module
-from bridge import yamlsource
-from bridge.config import Config, Expiry, load_config, parse_config
+from bridge.config import schema as config_module
+from bridge.config import yamlsource
+from bridge.config.schema import Config, Expiry, load_config, parse_config
+from bridge.config.yamlsource import parse_duration
 from bridge.errors import ConfigError
-from bridge.yamlsource import parse_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "docs" / "configuration.md"

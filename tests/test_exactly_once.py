@@ -33,10 +33,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.config import parse_config
+from bridge.config.schema import parse_config
+from bridge.credyt.sandbox import SandboxState, create_sandbox_app
 from bridge.events import Envelope
-from bridge.sandbox import SandboxState, create_sandbox_app
-from bridge.servers import serve_in_thread
+from bridge.receiving.servers import serve_in_thread
 from bridge.service import Bridge
 from connectors import paddle, stripe
 from tests.conftest import API_KEY, PADDLE_SECRET, STRIPE_SECRET, Sandbox
@@ -567,10 +567,10 @@ async def run_scenario(
 async def cli_replay(bridge: Bridge, db: str) -> None:
     """What `credyt-bridge replay` does beside `serve`: its own store (its own SQLite
     connections, as another process has) and its own processor, on the same file."""
-    from bridge.customers import CustomerResolver
-    from bridge.operations import replay_events
-    from bridge.processing import Processor
-    from bridge.sqlite_store import SQLiteStore
+    from bridge.operating.operations import replay_events
+    from bridge.processing.customers import CustomerResolver
+    from bridge.processing.processor import Processor
+    from bridge.storage.sqlite import SQLiteStore
 
     store = SQLiteStore(db)
     try:
@@ -583,7 +583,7 @@ async def cli_replay(bridge: Bridge, db: str) -> None:
 
 
 def _all_events() -> Any:
-    from bridge.records import EventFilter
+    from bridge.storage.records import EventFilter
 
     return EventFilter(limit=10_000)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from bridge.records import AdjustmentStatus, EventFilter, EventStatus
-from bridge.rules import transaction_id
+from bridge.processing.rules import transaction_id
+from bridge.storage.records import AdjustmentStatus, EventFilter, EventStatus
 from connectors import stripe
 from tests.conftest import RunningBridge, Sandbox, config_text, wait_until
 

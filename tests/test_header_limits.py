@@ -16,8 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.config import parse_config
-from bridge.servers import MAX_HEADER_BYTES, MAX_HEADERS, bounded_protocol, serve_in_thread
+from bridge.config.schema import parse_config
+from bridge.receiving.servers import (
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    bounded_protocol,
+    serve_in_thread,
+)
 from bridge.service import Bridge
 from connectors import stripe
 from tests.conftest import STRIPE_SECRET, Sandbox, config_text

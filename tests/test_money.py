@@ -17,7 +17,7 @@ from bridge.money import (
     stripe_exponent,
     to_major,
 )
-from bridge.rules import proportional
+from bridge.processing.rules import proportional
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bridge.records import EventStatus, InboxRow
+from bridge.storage.records import EventStatus, InboxRow
 from connectors import paddle
 from tests.conftest import (
     FIXTURES,

@@ -20,8 +20,8 @@ import pytest
 import structlog
 
 from bridge.logs import configure_logging
-from bridge.processing import ConnectorRuntime
-from bridge.records import EventStatus
+from bridge.processing.processor import ConnectorRuntime
+from bridge.storage.records import EventStatus
 from connectors import paddle, stripe
 from connectors.stripe import StripeConnector
 from tests.conftest import RunningBridge, Sandbox, config_text, wait_until

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from bridge.records import EventStatus
+from bridge.storage.records import EventStatus
 from connectors import paddle, stripe
 from tests.conftest import (
     FIXTURES,
@@ -188,7 +188,7 @@ def test_the_example_config_has_a_rule_for_every_stripe_event_the_readme_lists()
             first = line.split("|")[1]
             listed.update(re.findall(r"`([a-z_]+\.[a-z_.]+)`", first))
     listed.discard("invoice_payment.paid")  # the table says it needs no rule
-    example = yaml.safe_load((ROOT / "bridge" / "config.example.yaml").read_text())
+    example = yaml.safe_load((ROOT / "bridge" / "config" / "config.example.yaml").read_text())
     used: set[str] = set()
     for rule in example["connectors"]["stripe"]["rules"]:
         on = rule.get("on", rule.get(True))  # YAML 1.1 reads a bare `on` key as true

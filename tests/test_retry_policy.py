@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from bridge.config import DeliveryConfig
-from bridge.delivery import RetryPolicy
+from bridge.config.schema import DeliveryConfig
+from bridge.delivery.deliverer import RetryPolicy
 
 POLICY = RetryPolicy(
     initial=1.0,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.events import Kind
-from bridge.records import EventFilter, EventStatus, InboxRow, OutboxRow
+from bridge.storage.records import EventFilter, EventStatus, InboxRow, OutboxRow
 from connectors import stripe
 from tests.conftest import API_KEY, STRIPE_SECRET, RunningBridge, Sandbox, wait_until
 

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from bridge.config import parse_config
+from bridge.config.schema import parse_config
 from bridge.errors import ConfigError
 from bridge.events import PaymentEvent
-from bridge.rules import credit_amount, matching_rules
+from bridge.processing.rules import credit_amount, matching_rules
 from connectors.paddle import PaddleConnector
 from tests.conftest import FIXTURES
 

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.sandbox import SandboxError, SandboxState, create_sandbox_app, dumps_exact
-from bridge.servers import serve_in_thread
+from bridge.credyt.sandbox import SandboxError, SandboxState, create_sandbox_app, dumps_exact
+from bridge.receiving.servers import serve_in_thread
 
 KEY = {"X-CREDYT-API-KEY": "key_sandbox"}
 

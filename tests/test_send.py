@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.records import EventStatus
+from bridge.storage.records import EventStatus
 from tests.conftest import PADDLE_SECRET, STRIPE_SECRET, RunningBridge, Sandbox
 
 pytestmark = pytest.mark.slow  # subprocesses

@@ -14,7 +14,7 @@ import pytest
 
 from bridge.errors import StoreError
 from bridge.events import Envelope
-from bridge.records import (
+from bridge.storage.records import (
     AdjustmentStatus,
     DeliveryOutcome,
     EventFilter,
@@ -22,7 +22,7 @@ from bridge.records import (
     NewAdjustment,
     ProcessingResult,
 )
-from bridge.sqlite_store import SCHEMA_VERSION, SQLiteStore
+from bridge.storage.sqlite import SCHEMA_VERSION, SQLiteStore
 
 
 @pytest.fixture

@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli import cli
-from bridge.config import parse_config
+from bridge.config.schema import parse_config
 from bridge.errors import MalformedEventError
 from bridge.events import Ignored, Kind, Normalized, PaymentEvent
-from bridge.records import EventStatus
-from bridge.rules import build_credit, matching_rules
+from bridge.processing.rules import build_credit, matching_rules
+from bridge.storage.records import EventStatus
 from connectors import stripe
 from connectors.stripe import EVENT_READERS, StripeConnector
 from tests.conftest import FIXTURES, RunningBridge, Sandbox, config_text
@@ -544,6 +544,6 @@ def test_pre_basil_fixtures_credit_then_refund_and_dispute_the_invoice(
 
 
 def _everything() -> Any:
-    from bridge.records import EventFilter
+    from bridge.storage.records import EventFilter
 
     return EventFilter(limit=1000)

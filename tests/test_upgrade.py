@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from bridge import sqlite_store
 from bridge.errors import StoreError
 from bridge.events import Envelope
-from bridge.sqlite_store import SQLiteStore
+from bridge.storage import sqlite as sqlite_store
+from bridge.storage.sqlite import SQLiteStore
 
 
 def schema_version(path: Path) -> int:

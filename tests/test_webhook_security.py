@@ -121,7 +121,7 @@ class WebhookSecuritySuite:
         assert bridge.bridge.store.counts()["events"] == {}
 
     def stored_ids(self, bridge: RunningBridge) -> set[str]:
-        from bridge.records import EventFilter
+        from bridge.storage.records import EventFilter
 
         return {row.event_id for row in bridge.bridge.store.list_events(EventFilter())}
 

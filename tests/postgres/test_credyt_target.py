@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from bridge.store import Store
+from bridge.storage.store import Store
 from tests.postgres.test_store_contract import (  # noqa: F401  (fixtures)
     accept,
     adjustment,

@@ -24,7 +24,7 @@ import httpx
 import psycopg
 import pytest
 
-from bridge.records import EventStatus
+from bridge.storage.records import EventStatus
 from tests.conftest import Sandbox, config_text
 from tests.postgres.conftest import URL_ENV, _as_owner, _run, find_bin_dir, free_port
 from tests.test_flow import invoice_event

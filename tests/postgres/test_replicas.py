@@ -30,7 +30,7 @@ import httpx
 import psycopg
 import pytest
 
-from bridge.postgres_store import PostgresStore
+from bridge.storage.postgres import PostgresStore
 from connectors import stripe
 from tests.conftest import STRIPE_SECRET, Sandbox, config_text, wait_until
 from tests.postgres.conftest import free_port

@@ -21,11 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.config import parse_config
+from bridge.config.schema import parse_config
 from bridge.events import Envelope
-from bridge.records import EventFilter
 from bridge.service import Bridge
-from bridge.store import ChangeFeed
+from bridge.storage.records import EventFilter
+from bridge.storage.store import ChangeFeed
 from tests.conftest import Sandbox
 from tests.postgres.conftest import PostgresServer
 from tests.test_exactly_once import (

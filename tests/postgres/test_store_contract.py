@@ -24,8 +24,8 @@ from click.testing import CliRunner
 from bridge.cli import cli as main_cli
 from bridge.errors import DecisionConflictError, StoreError
 from bridge.events import Envelope
-from bridge.postgres_store import SCHEMA_VERSION, PostgresStore
-from bridge.records import (
+from bridge.storage.postgres import SCHEMA_VERSION, PostgresStore
+from bridge.storage.records import (
     AdjustmentStatus,
     DeliveryOutcome,
     EventFilter,
@@ -33,7 +33,7 @@ from bridge.records import (
     NewAdjustment,
     ProcessingResult,
 )
-from bridge.store import (
+from bridge.storage.store import (
     ChangeFeed,
     EventClaims,
     Store,

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import structlog
 
+from bridge.credyt.sandbox import SandboxState
 from bridge.logs import configure_logging
-from bridge.rules import transaction_id
-from bridge.sandbox import SandboxState
+from bridge.processing.rules import transaction_id
 from connectors import paddle, stripe
 from tests.conftest import config_text
 

@@ -28,12 +28,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.config import parse_config
+from bridge.config.schema import parse_config
+from bridge.credyt.sandbox import SandboxState, create_sandbox_app
 from bridge.errors import ConfigError
-from bridge.records import EventFilter, EventStatus
-from bridge.sandbox import SandboxState, create_sandbox_app
-from bridge.servers import serve_in_thread
+from bridge.receiving.servers import serve_in_thread
 from bridge.service import Bridge
+from bridge.storage.records import EventFilter, EventStatus
 from connectors import paddle, stripe
 from tests.conftest import API_KEY, PADDLE_SECRET, STRIPE_SECRET, wait_until
 from tests.reliability.conftest import COUNTS, LogBuffer, reliability_config, unique

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.breaker import BreakerState, CircuitBreaker
+from bridge.delivery.breaker import BreakerState, CircuitBreaker
 
 
 class Clock:

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from bridge.rules import transaction_id
+from bridge.processing.rules import transaction_id
 from connectors import paddle, stripe
 from tests.conftest import PADDLE_SECRET, STRIPE_SECRET, Sandbox, wait_until
 from tests.reliability.conftest import COUNTS, reliability_config, unique

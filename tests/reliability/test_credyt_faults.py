@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.records import AdjustmentStatus
-from bridge.sandbox import SandboxState, create_sandbox_app
-from bridge.servers import serve_in_thread
+from bridge.credyt.sandbox import SandboxState, create_sandbox_app
+from bridge.receiving.servers import serve_in_thread
+from bridge.storage.records import AdjustmentStatus
 from tests.conftest import API_KEY, RunningBridge, Sandbox, wait_until
 from tests.reliability.conftest import (
     COUNTS,

@@ -23,16 +23,16 @@ from decimal import Decimal, InvalidOperation
 
 import structlog
 
-from bridge.breaker import CircuitBreaker
-from bridge.config import DeliveryConfig
-from bridge.credyt import AccountContext, CredytClient, Delivered
+from bridge.config.schema import DeliveryConfig
+from bridge.credyt.client import AccountContext, CredytClient, Delivered
+from bridge.delivery.breaker import CircuitBreaker
 from bridge.errors import CredytError, CredytUnavailableError, StoreError
 from bridge.metrics import Metrics
 from bridge.pressure import IngestPressure
-from bridge.records import AdjustmentStatus, DeliveryOutcome, OutboxRow
-from bridge.store import Store
+from bridge.storage.records import AdjustmentStatus, DeliveryOutcome, OutboxRow
+from bridge.storage.store import Store
 
-log = structlog.get_logger("bridge.delivery")
+log = structlog.get_logger("bridge.delivery.deliverer")
 
 POLL_SECONDS = 1.0
 KEY_WAIT = 5.0  # seconds a row for a named environment waits for the key check again

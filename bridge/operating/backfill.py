@@ -28,9 +28,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bridge.config import ConnectorConfig
+from bridge.config.schema import ConnectorConfig
 from bridge.errors import BridgeError, MalformedEventError
-from bridge.store import Store
+from bridge.storage.store import Store
 from connectors import Connector
 
 DAY = 86400.0

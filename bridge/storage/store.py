@@ -1,6 +1,6 @@
 """The store interface: everything the receiver, processor, deliverer and CLI ask of storage.
 
-SQLite (`bridge.sqlite_store`) is the embedded default. Another backend implements
+SQLite (`bridge.storage.sqlite`) is the embedded default. Another backend implements
 this protocol and is chosen by the `database:` URL in `open_store`; connectors, rules
 and workers never see which one they talk to.
 """
@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from bridge.events import Envelope
-from bridge.records import (
+from bridge.storage.records import (
     DeliveryOutcome,
     EventFilter,
     InboxRow,
@@ -109,11 +109,11 @@ def open_store(database: str) -> Store:
     """`bridge.db` or `sqlite:///path/bridge.db` -> the SQLite store;
     `postgresql://user@host/db` -> the PostgreSQL store (several replicas can share it)."""
     if database.startswith(POSTGRES_SCHEMES):
-        from bridge.postgres_store import PostgresStore
+        from bridge.storage.postgres import PostgresStore
 
         return PostgresStore(database)
 
-    from bridge.sqlite_store import SQLiteStore
+    from bridge.storage.sqlite import SQLiteStore
 
     path = database.removeprefix("sqlite:///") if database.startswith("sqlite:///") else database
     return SQLiteStore(path)

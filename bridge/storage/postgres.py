@@ -42,10 +42,11 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 
-from bridge import statements
 from bridge.errors import DecisionConflictError, StoreError
 from bridge.events import Envelope
-from bridge.records import (
+from bridge.storage import queries as statements
+from bridge.storage.queries import for_psycopg
+from bridge.storage.records import (
     DeliveryOutcome,
     EventFilter,
     InboxRow,
@@ -53,18 +54,17 @@ from bridge.records import (
     PaymentState,
     ProcessingResult,
 )
-from bridge.sqlite_store import (
+from bridge.storage.sqlite import (
     INBOX_COLUMNS,
     OUTBOX_COLUMNS,
     _fill_decisions,
     _inbox_row,
     _outbox_row,
 )
-from bridge.statements import for_psycopg
-from bridge.store import CLOCK_STEP_SLACK, redact_database
+from bridge.storage.store import CLOCK_STEP_SLACK, redact_database
 
 T = TypeVar("T")
-log = structlog.get_logger("bridge.postgres_store")
+log = structlog.get_logger("bridge.storage.postgres")
 
 SCHEMA_VERSION = 4
 MIGRATION_LOCK = 0x637265647974  # pg_advisory_xact_lock key: "credyt"
@@ -185,7 +185,7 @@ def _fill_v4(conn: psycopg.Connection[Any]) -> None:
 
 _MIGRATION_V4: tuple[str | Callable[[psycopg.Connection[Any]], None], ...] = (
     # Every PSP id of a payment in one class, and every adjustment ever decided: what a
-    # decision reads, never pruned (see bridge.statements). Row ids are identity
+    # decision reads, never pruned (see bridge.storage.queries). Row ids are identity
     # columns: never reused after prune.
     "CREATE TABLE payment_ids (id text PRIMARY KEY, class text NOT NULL)",
     "CREATE INDEX payment_ids_class ON payment_ids (class)",

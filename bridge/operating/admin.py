@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bridge.errors import BridgeError
-from bridge.operations import (
+from bridge.operating.operations import (
     NotFoundError,
     OperationError,
     adjustment_detail,
@@ -40,9 +40,9 @@ from bridge.operations import (
     replay_events,
     retry_adjustments,
 )
-from bridge.processing import ConnectorRuntime, Processor
-from bridge.records import EventFilter, EventStatus, row_dict
-from bridge.store import Store
+from bridge.processing.processor import ConnectorRuntime, Processor
+from bridge.storage.records import EventFilter, EventStatus, row_dict
+from bridge.storage.store import Store
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_LIMIT = 1000

@@ -24,7 +24,7 @@ import structlog
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-log = structlog.get_logger("bridge.servers")
+log = structlog.get_logger("bridge.receiving.servers")
 
 MAX_HEADER_BYTES = 64 * 1024  # the request line and every header of one request
 MAX_HEADERS = 100

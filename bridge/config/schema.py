@@ -13,8 +13,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
+from bridge.config.yamlsource import Section, load_yaml
 from bridge.errors import ConfigError
-from bridge.yamlsource import Section, load_yaml
 
 REASONS = ("external_topup", "external_refund", "gift", "other")
 MODES = ("any", "live", "test")

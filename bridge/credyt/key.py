@@ -18,12 +18,12 @@ from collections.abc import Mapping
 
 import structlog
 
-from bridge.config import ConnectorConfig
-from bridge.credyt import AccountContext, CredytClient
+from bridge.config.schema import ConnectorConfig
+from bridge.credyt.client import AccountContext, CredytClient
 from bridge.errors import ConfigError, CredytError, CredytUnavailableError
 from bridge.metrics import Metrics
 
-log = structlog.get_logger("bridge.credyt_key")
+log = structlog.get_logger("bridge.credyt.key")
 
 RETRY_INITIAL = 1.0  # seconds before the key is checked again
 RETRY_MAX = 5.0

@@ -18,12 +18,12 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from bridge.config.yamlsource import parse_duration
 from bridge.errors import BridgeError, StoreError
 from bridge.events import Ignored, PaymentEvent, Waiting
-from bridge.processing import ConnectorRuntime, Processor
-from bridge.records import EventFilter, InboxRow, ProcessingResult, row_dict
-from bridge.store import Store
-from bridge.yamlsource import parse_duration
+from bridge.processing.processor import ConnectorRuntime, Processor
+from bridge.storage.records import EventFilter, InboxRow, ProcessingResult, row_dict
+from bridge.storage.store import Store
 
 MAX_REPLAY = 10_000  # events one `replay --status` picks up at most
 

@@ -23,7 +23,7 @@ import asyncio
 from collections.abc import Mapping
 from decimal import ROUND_DOWN, Decimal
 
-from bridge.credyt import CredytClient
+from bridge.credyt.client import CredytClient
 from bridge.errors import CredytError, CredytUnavailableError, EventError
 
 ROUNDING = ROUND_DOWN  # toward zero: never credit more than the payment pays for

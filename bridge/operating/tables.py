@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from tabulate import tabulate
 
-from bridge.config import Config
-from bridge.records import InboxRow, OutboxRow
+from bridge.config.schema import Config
+from bridge.storage.records import InboxRow, OutboxRow
 
 
 def rules_table(config: Config) -> str:

@@ -23,10 +23,10 @@ from starlette.types import Receive, Scope, Send
 
 from bridge.errors import PayloadTooLargeError, SignatureError, StoreError, WebhookError
 from bridge.metrics import Metrics
-from bridge.store import Store
+from bridge.storage.store import Store
 from connectors import Connector
 
-log = structlog.get_logger("bridge.app")
+log = structlog.get_logger("bridge.receiving.app")
 
 ACCEPTED = b'{"status":"accepted"}'
 DUPLICATE = b'{"status":"duplicate"}'

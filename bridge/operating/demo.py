@@ -19,21 +19,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import click
 import httpx
 
-from bridge.config import load_config
-from bridge.records import AdjustmentStatus
-from bridge.report import outbox_table
-from bridge.sandbox import SandboxState, create_sandbox_app
-from bridge.servers import base_url, bind_socket, make_server
+from bridge.config import EXAMPLE_CONFIG
+from bridge.config.schema import load_config
+from bridge.credyt.sandbox import SandboxState, create_sandbox_app
+from bridge.operating.tables import outbox_table
+from bridge.receiving.servers import base_url, bind_socket, make_server
 from bridge.service import Bridge
+from bridge.storage.records import AdjustmentStatus
 from connectors import paddle, stripe
 
-EXAMPLE_CONFIG = Path(__file__).with_name("config.example.yaml")
 STRIPE_SECRET = "whsec_demo_" + "0" * 24
 PADDLE_SECRET = "pdl_ntfset_demo_" + "0" * 24
 API_KEY = "key_sandbox_demo"

@@ -20,10 +20,10 @@ from typing import Any
 
 import sqlite_utils
 
-from bridge import statements
 from bridge.errors import DecisionConflictError, StoreError
 from bridge.events import Envelope
-from bridge.records import (
+from bridge.storage import queries as statements
+from bridge.storage.records import (
     AdjustmentStatus,
     DeliveryOutcome,
     EventFilter,
@@ -33,8 +33,8 @@ from bridge.records import (
     PaymentState,
     ProcessingResult,
 )
-from bridge.store import CLOCK_STEP_SLACK
-from bridge.writer import Writer
+from bridge.storage.sqlite_writer import Writer
+from bridge.storage.store import CLOCK_STEP_SLACK
 
 SCHEMA_VERSION = 4
 PRUNE_BATCH = 2000  # rows deleted per transaction, so serve's writes are never held up long
@@ -158,7 +158,7 @@ def _migrate_v4(db: sqlite_utils.Database) -> None:
     for table in ("inbox", "outbox", "attempts"):
         _autoincrement(conn, table)
     # Every PSP id of a payment in one class, and every adjustment ever decided: what a
-    # decision reads, never pruned (see bridge.statements).
+    # decision reads, never pruned (see bridge.storage.queries).
     conn.execute("CREATE TABLE payment_ids (id TEXT PRIMARY KEY, class TEXT NOT NULL)")
     conn.execute("CREATE INDEX payment_ids_class ON payment_ids (class)")
     conn.execute(

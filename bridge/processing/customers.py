@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bridge.credyt import CUSTOMER_ID, CredytClient
+from bridge.credyt.client import CUSTOMER_ID, CredytClient
 from bridge.errors import (
     CredytError,
     CredytUnavailableError,

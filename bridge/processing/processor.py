@@ -20,23 +20,15 @@ from typing import Any
 
 import structlog
 
-from bridge.assets import AssetPrecisions
-from bridge.config import ConnectorConfig, ProcessingConfig, Rule
-from bridge.customers import CustomerResolver
+from bridge.config.schema import ConnectorConfig, ProcessingConfig, Rule
+from bridge.credyt.assets import AssetPrecisions
 from bridge.errors import CredytUnavailableError, DecisionConflictError, EventError, StoreError
 from bridge.events import Ignored, Kind, PaymentEvent, Waiting
 from bridge.metrics import Metrics
 from bridge.money import encode_json, format_amount
 from bridge.pressure import IngestPressure
-from bridge.records import (
-    Decided,
-    EventStatus,
-    InboxRow,
-    NewAdjustment,
-    PaymentState,
-    ProcessingResult,
-)
-from bridge.rules import (
+from bridge.processing.customers import CustomerResolver
+from bridge.processing.rules import (
     PSP_TITLES,
     adjustment_metadata,
     build_credit,
@@ -45,10 +37,18 @@ from bridge.rules import (
     proportional,
     transaction_id,
 )
-from bridge.store import EventClaims, Store
+from bridge.storage.records import (
+    Decided,
+    EventStatus,
+    InboxRow,
+    NewAdjustment,
+    PaymentState,
+    ProcessingResult,
+)
+from bridge.storage.store import EventClaims, Store
 from connectors import Connector
 
-log = structlog.get_logger("bridge.processing")
+log = structlog.get_logger("bridge.processing.processor")
 
 RETRY_INITIAL = 2.0  # seconds before an event that could not be processed yet is tried again
 RETRY_MAX = 600.0

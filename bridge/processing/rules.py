@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
-from bridge.assets import quantize
-from bridge.config import ConnectorConfig, CreditSpec, Rule
+from bridge.config.schema import ConnectorConfig, CreditSpec, Rule
+from bridge.credyt.assets import quantize
 from bridge.errors import EventError
 from bridge.events import Kind, PaymentEvent
 from bridge.money import encode_json, format_amount
-from bridge.records import NewAdjustment
+from bridge.storage.records import NewAdjustment
 
 # The namespace of every transaction id the bridge derives. Never change it: the ids of
 # past adjustments, and so Credyt's idempotency across a wiped database, depend on it.
@@ -110,7 +110,7 @@ def build_credit(
     now: datetime | None = None,
 ) -> NewAdjustment:
     """The credit `rule` makes of `event`; with `precision`, its amount is cut to that many
-    decimal places toward zero (bridge/assets.py). `now` is the time of crediting, from
+    decimal places toward zero (bridge/credyt/assets.py). `now` is the time of crediting, from
     which a relative expiry counts (default: the clock)."""
     spec = rule.credit
     assert spec is not None

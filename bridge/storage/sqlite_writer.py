@@ -23,7 +23,7 @@ import structlog
 from bridge.errors import StoreError
 
 T = TypeVar("T")
-log = structlog.get_logger("bridge.writer")
+log = structlog.get_logger("bridge.storage.sqlite_writer")
 
 
 @dataclass

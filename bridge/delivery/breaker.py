@@ -19,7 +19,7 @@ from enum import StrEnum
 
 import structlog
 
-log = structlog.get_logger("bridge.breaker")
+log = structlog.get_logger("bridge.delivery.breaker")
 
 
 class BreakerState(StrEnum):

@@ -87,7 +87,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.errors import BridgeError
-from bridge.servers import base_url, bind_socket, make_server
+from bridge.receiving.servers import base_url, bind_socket, make_server
 
 API_KEY_HEADER = "X-CREDYT-API-KEY"
 CONTROL_PREFIX = "/_sandbox/"

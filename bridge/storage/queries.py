@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bridge.records import (
+from bridge.storage.records import (
     AdjustmentStatus,
     Decided,
     DeliveryOutcome,

@@ -1,0 +1,1 @@
+"""Credyt's one home: the API client, the key check, asset precision and the sandbox."""

@@ -1,0 +1,1 @@
+"""What operators run: operations, the admin API, backfill, sending, tables."""

@@ -1,0 +1,1 @@
+"""From a stored event to adjustments: the processor, rules, reversals and customers."""

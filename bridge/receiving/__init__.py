@@ -1,0 +1,1 @@
+"""The webhook receiver: the Starlette app and the servers that run it."""

@@ -1,0 +1,1 @@
+"""The inbox and outbox: the Store protocol, its rows, the named queries and the two backends."""
