@@ -33,7 +33,7 @@ import pytest
 from bridge.storage.postgres import PostgresStore
 from connectors import stripe
 from tests.conftest import STRIPE_SECRET, Sandbox, config_text, wait_until
-from tests.postgres.conftest import free_port
+from tests.integration.postgres.conftest import free_port
 
 pytestmark = pytest.mark.slow
 

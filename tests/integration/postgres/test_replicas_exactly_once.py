@@ -1,7 +1,7 @@
 """Exactly once across replicas: the exactly-once property, on two bridges sharing one
 PostgreSQL database.
 
-The payment histories of `tests/test_exactly_once.py` (duplicates, any order, several
+The payment histories of `tests/integration/test_exactly_once.py` (duplicates, any order, several
 payment events for one payment, partial and full refunds, disputes, replays) are split
 between two bridges, alternately, each with its own store, processor and deliverer on
 the same database. The two decide concurrently about the same payments, so this holds
@@ -27,8 +27,8 @@ from bridge.service import Bridge
 from bridge.storage.records import EventFilter
 from bridge.storage.store import ChangeFeed
 from tests.conftest import Sandbox
-from tests.postgres.conftest import PostgresServer
-from tests.test_exactly_once import (
+from tests.integration.postgres.conftest import PostgresServer
+from tests.integration.test_exactly_once import (
     PADDLE,
     STRIPE,
     Psp,

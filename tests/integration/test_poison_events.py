@@ -26,7 +26,7 @@ from connectors import paddle, stripe
 from connectors.stripe import StripeConnector
 from tests.conftest import RunningBridge, Sandbox, config_text, wait_until
 from tests.operator_helpers import run_cli
-from tests.reliability.conftest import LogBuffer
+from tests.integration.reliability.conftest import LogBuffer
 
 CUSTOMER = "cust_poison_1"
 ADMIN_TOKEN = "admin_tok_" + "p" * 24

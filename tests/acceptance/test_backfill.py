@@ -314,7 +314,7 @@ def test_backfill_lists_no_further_back_than_the_psp_keeps(
 
 # -- recorded responses: what the PSPs' own fixtures say their APIs answer ----------------
 
-RECORDED = Path(__file__).resolve().parent / "fixtures"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 @dataclass

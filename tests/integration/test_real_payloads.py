@@ -27,7 +27,7 @@ from tests.conftest import (
     wait_until,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load(path: Path) -> dict[str, Any]:

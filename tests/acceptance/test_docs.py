@@ -31,7 +31,7 @@ from bridge.config.schema import Config, Expiry, load_config, parse_config
 from bridge.config.yamlsource import parse_duration
 from bridge.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "configuration.md"
 PRODUCTION = ROOT / "docs" / "production.md"
 PACKAGES = ("bridge", "connectors")
@@ -153,7 +153,7 @@ def test_the_config_above_reaches_every_section_the_parser_reads() -> None:
     missed = only_call_sites() - reached
     assert not missed, (
         "these Section.only(...) calls were not reached; extend REACHING_CONFIG in "
-        f"tests/test_docs.py so their keys are checked too: {sorted(missed)}"
+        f"tests/acceptance/test_docs.py so their keys are checked too: {sorted(missed)}"
     )
 
 

@@ -30,8 +30,8 @@ from tests.conftest import (
     Sandbox,
     wait_until,
 )
-from tests.reliability.conftest import COUNTS, LogBuffer, reliability_config, unique
-from tests.reliability.test_crash_loop import free_port
+from tests.integration.reliability.conftest import COUNTS, LogBuffer, reliability_config, unique
+from tests.integration.reliability.test_crash_loop import free_port
 
 ADMIN_TOKEN = "admin_tok_" + "s3cr3t" * 4
 MARKER = "raw-body-marker-7f3a9c"  # appears in the bodies and nowhere the bridge logs

@@ -35,7 +35,7 @@ import httpx
 from bridge.processing.rules import transaction_id
 from connectors import paddle, stripe
 from tests.conftest import PADDLE_SECRET, STRIPE_SECRET, Sandbox, wait_until
-from tests.reliability.conftest import COUNTS, reliability_config, unique
+from tests.integration.reliability.conftest import COUNTS, reliability_config, unique
 
 KILLS = int(os.environ.get("RELIABILITY_KILLS", "5"))
 LOAD_THREADS = 6

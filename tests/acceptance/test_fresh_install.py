@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BALANCE_LINE = re.compile(r"^\s+cust_\w+\s+[A-Z]{3}\s+-?\d+(\.\d+)?\s+\[ok\]\s*$", re.M)
 
 

@@ -25,7 +25,7 @@ import pytest
 
 from connectors import stripe
 from tests.conftest import STRIPE_SECRET, RunningBridge, Sandbox, wait_until
-from tests.reliability.conftest import (
+from tests.integration.reliability.conftest import (
     COUNTS,
     LogBuffer,
     assert_exactly_once,

@@ -152,7 +152,7 @@ def test_a_trickled_head_is_cut_off_and_others_are_served(url: str) -> None:
 
 def test_serve_answers_431_to_a_head_over_the_limit(sandbox: Sandbox, tmp_path: Path) -> None:
     """`credyt-bridge serve` itself runs the bounded protocol."""
-    from tests.test_shutdown import ServeProcess
+    from tests.acceptance.test_shutdown import ServeProcess
 
     config = tmp_path / "config.yaml"
     config.write_text(config_text(str(tmp_path / "bridge.db"), sandbox.url), encoding="utf-8")

@@ -41,7 +41,7 @@ from bridge.storage.store import (
     redact_database,
 )
 from tests.conftest import config_text, wait_until
-from tests.postgres.conftest import PostgresServer
+from tests.integration.postgres.conftest import PostgresServer
 
 T = TypeVar("T")
 

@@ -26,8 +26,8 @@ import pytest
 
 from bridge.storage.records import EventStatus
 from tests.conftest import Sandbox, config_text
-from tests.postgres.conftest import URL_ENV, _as_owner, _run, find_bin_dir, free_port
-from tests.test_flow import invoice_event
+from tests.integration.postgres.conftest import URL_ENV, _as_owner, _run, find_bin_dir, free_port
+from tests.integration.test_flow import invoice_event
 
 OUTAGE = 16.0  # seconds: past it, psycopg_pool's default backoff waits ~15 s more
 RECOVERED_WITHIN = 6.0  # seconds after the server is back

@@ -318,7 +318,7 @@ def test_a_deployment_on_the_command_line(tmp_path: Path) -> None:
 
 
 def test_every_command_is_in_the_readme() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("\n## Operating\n")[1].split("\n## ")[0]
     for path in all_commands():
         command = cli

@@ -131,7 +131,7 @@ def test_every_metric_is_in_the_readme() -> None:
 
     from bridge.metrics import Metrics
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("\n## Metrics\n")[1].split("\n## ")[0]
     for family in Metrics().registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")

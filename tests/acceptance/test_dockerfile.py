@@ -34,7 +34,7 @@ import pytest
 
 from tests.conftest import API_KEY, PADDLE_SECRET, STRIPE_SECRET, Sandbox, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 # Container paths under these stay as they are: they belong to the base image.
@@ -217,7 +217,7 @@ def test_dockerignore_sends_the_package_and_nothing_else() -> None:
         assert not ignored(needed, rules), needed
     for left_out in (
         ".git/config",
-        "tests/test_flow.py",
+        "tests/integration/test_flow.py",
         "bridge.db",
         "bridge.db-wal",
         "bridge/__pycache__/cli.cpython-311.pyc",

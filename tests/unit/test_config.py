@@ -16,7 +16,7 @@ from bridge.config.schema import Config, load_config, parse_config
 from bridge.config.yamlsource import parse_duration
 from bridge.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.yaml"
 EXAMPLE_ENV = {
     "CREDYT_API_KEY": "key_test_example",

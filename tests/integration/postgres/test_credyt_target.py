@@ -6,7 +6,7 @@ import time
 from dataclasses import replace
 
 from bridge.storage.store import Store
-from tests.postgres.test_store_contract import (  # noqa: F401  (fixtures)
+from tests.integration.postgres.test_store_contract import (  # noqa: F401  (fixtures)
     accept,
     adjustment,
     database,

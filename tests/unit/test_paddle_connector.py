@@ -28,7 +28,7 @@ from connectors.paddle import (
     sign,
 )
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "paddle"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "paddle"
 SECRET = "pdl_ntfset_01hs0t3tw21j988db1pam5xg8m_testsecret"
 OTHER_SECRET = "pdl_ntfset_01hs0t3tw21j988db1pam5xg8m_rotatedsecret"
 OCCURRED_AT = "2024-04-12T10:18:49.738971Z"
