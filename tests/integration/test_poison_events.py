@@ -25,8 +25,8 @@ from bridge.storage.records import EventStatus
 from connectors import paddle, stripe
 from connectors.stripe import StripeConnector
 from tests.conftest import RunningBridge, Sandbox, config_text, wait_until
-from tests.operator_helpers import run_cli
 from tests.integration.reliability.conftest import LogBuffer
+from tests.operator_helpers import run_cli
 
 CUSTOMER = "cust_poison_1"
 ADMIN_TOKEN = "admin_tok_" + "p" * 24

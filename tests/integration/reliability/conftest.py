@@ -1,10 +1,10 @@
 """Shared pieces of the reliability suite: counts for the closing summary, log capture,
 signed unique webhooks and the exactly-once check against the sandbox.
 
-The suite runs alone with `pytest tests/integration/reliability`; the fixtures of `tests/conftest.py`
-(a real sandbox and a real bridge on loopback uvicorn) apply here too. At the end it
-prints what it ran (webhooks sent, kills, faults injected, inputs tried) so the numbers
-can be quoted.
+The suite runs alone with `pytest tests/integration/reliability`; the fixtures of
+`tests/conftest.py` (a real sandbox and a real bridge on loopback uvicorn) apply here
+too. At the end it prints what it ran (webhooks sent, kills, faults injected, inputs
+tried) so the numbers can be quoted.
 """
 
 from __future__ import annotations

@@ -1,0 +1,74 @@
+"""`credyt-bridge check` through the real command: the rules table, and a config
+error as one line naming file, line and key."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.unit.test_config import EXAMPLE, EXAMPLE_ENV, line_of
+from tests.unit.test_config_secrets import ENV as SECRETS_ENV
+from tests.unit.test_config_secrets import TEXT as SECRETS_TEXT
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).with_name("credyt-bridge")
+    command = (
+        [str(script)] if script.exists() else [shutil.which("credyt-bridge") or "credyt-bridge"]
+    )
+    full_env = {k: v for k, v in os.environ.items() if k not in EXAMPLE_ENV}
+    full_env.update(env or {})
+    full_env.pop("BRIDGE_CONFIG", None)
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, env=full_env, timeout=60, check=False
+    )
+
+
+def test_check_prints_the_rules_table() -> None:
+    result = cli("check", "--config", str(EXAMPLE), env=EXAMPLE_ENV)
+    assert result.returncode == 0, result.stderr
+    assert f"{EXAMPLE}: OK, 2 connector(s)" in result.stdout
+    header = next(line for line in result.stdout.splitlines() if line.startswith("connector"))
+    assert header.split() == ["connector", "rule", "on", "when", "does"]
+    row = next(line for line in result.stdout.splitlines() if "subscription-payment" in line)
+    assert row.split()[:2] == ["stripe", "subscription-payment"]
+    assert row.split()[2].startswith("invoice.paid")
+    assert "credit paid" in row and "external_topup" in row
+
+
+def test_check_names_file_line_and_key_on_a_typo(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    text = EXAMPLE.read_text().replace("on: [invoice.paid,", "on: [invoice.payed,", 1)
+    path.write_text(text)
+    result = cli("check", "--config", str(path), env=EXAMPLE_ENV)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    line = line_of(text, "on: [invoice.payed,")
+    assert (
+        f"{path}:{line}: connectors.stripe.rules[0].on: unknown stripe event type" in result.stderr
+    )
+
+
+def test_check_without_a_config_fails_with_one_line() -> None:
+    result = cli("check")
+    assert result.returncode != 0
+    assert "BRIDGE_CONFIG" in result.stderr
+
+
+def test_check_refuses_the_empty_secret_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "bridge.yaml"
+    config.write_text(SECRETS_TEXT, encoding="utf-8")
+    env = {k: v for k, v in SECRETS_ENV.items() if k != "OLD"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridge", "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k not in SECRETS_ENV} | env,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert f"{config}:9: connectors.stripe.secrets[0]:" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
