@@ -124,6 +124,14 @@ def sandbox() -> Iterator[Sandbox]:
         yield Sandbox(state, url)
 
 
+@pytest.fixture(scope="module")
+def shared_sandbox() -> Iterator[Sandbox]:
+    """One sandbox for a whole module (property tests reset it between examples)."""
+    state = SandboxState()
+    with serve_in_thread(create_sandbox_app(state, api_key=API_KEY)) as url:
+        yield Sandbox(state, url)
+
+
 @pytest.fixture
 def make_bridge(tmp_path: Path, sandbox: Sandbox) -> Iterator[Callable[..., RunningBridge]]:
     """Start a bridge on a loopback port; `config` text replaces the default if given."""

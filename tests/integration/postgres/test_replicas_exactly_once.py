@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from typing import Any
 
 import pytest
@@ -22,22 +21,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.config.schema import parse_config
-from bridge.events import Envelope
 from bridge.service import Bridge
 from bridge.storage.records import EventFilter
 from bridge.storage.store import ChangeFeed
 from tests.conftest import Sandbox
-from tests.integration.postgres.conftest import PostgresServer
-from tests.integration.test_exactly_once import (
+from tests.helpers.exactly_once import (
     PADDLE,
     STRIPE,
     Psp,
-    Scenario,
+    assert_balances,
     bridge_config,
-    scenarios,
+    deliver,
+    draw_deliveries,
     settle,
-    shared_sandbox,  # noqa: F401  (the module's sandbox fixture)
 )
+from tests.helpers.histories import Scenario
+from tests.integration.postgres.conftest import PostgresServer
 
 pytestmark = [
     pytest.mark.slow,
@@ -71,14 +70,7 @@ async def run_on_two_replicas(
         if not scenario.burst:
             start()
         for number, event in enumerate(deliveries):
-            bridge = bridges[number % 2]  # round-robin, as a load balancer would
-            connector = bridge.connectors[psp.name].connector
-            body, headers = psp.sign(event)
-            connector.verify({k.lower(): v for k, v in headers.items()}, body)
-            envelope: Envelope = connector.envelope(body)
-            await bridge.store.accept(psp.name, envelope, body, time.time())
-            bridge.processor.wake()
-            await asyncio.sleep(0)
+            await deliver(bridges[number % 2], psp, event)  # round-robin, as a load balancer would
         if scenario.burst:
             start()
         await settle(bridges[0])
@@ -109,26 +101,10 @@ async def run_on_two_replicas(
 def check_on_replicas(
     psp: Psp, data: st.DataObject, sandbox: Sandbox, server: PostgresServer
 ) -> None:
-    scenario = data.draw(scenarios(psp), label="scenario")
-    sandbox.state.reset()
-    run = next(_runs)
-    customers: list[str] = []
-    events: list[dict[str, Any]] = []
-    for number, story in enumerate(scenario.stories):
-        tag = f"r{run}p{number}t{time.time_ns() % 10**10}"
-        prefix = "cus" if psp is STRIPE else "ctm"
-        customer = sandbox.state.add_customer(external_id=f"{prefix}_{tag}")
-        customers.append(customer)
-        events.extend(psp.events(story, tag, customer))
-    again = data.draw(st.lists(st.sampled_from(events), max_size=len(events)), label="duplicates")
-    deliveries = data.draw(st.permutations(events + again), label="order")
+    drawn = draw_deliveries(psp, data, sandbox, f"r{next(_runs)}")
     url = server.create_database("bridge_prop")
-    asyncio.run(run_on_two_replicas(psp, scenario, sandbox, deliveries, url))
-    assert sandbox.state.conflicts == []
-    for customer, story in zip(customers, scenario.stories, strict=True):
-        for asset, want in psp.expected(story, scenario.options).items():
-            have = sandbox.state.balance(customer, asset)
-            assert have == want, (asset, have, want, story, scenario.options)
+    asyncio.run(run_on_two_replicas(psp, drawn.scenario, sandbox, drawn.deliveries, url))
+    assert_balances(psp, drawn, sandbox)
 
 
 PROPERTY = settings(
@@ -141,7 +117,7 @@ PROPERTY = settings(
 @PROPERTY
 @given(data=st.data())
 def test_stripe_exactly_once_on_two_replicas(
-    shared_sandbox: Sandbox,  # noqa: F811
+    shared_sandbox: Sandbox,
     postgres_server: PostgresServer,
     data: st.DataObject,
 ) -> None:
@@ -151,7 +127,7 @@ def test_stripe_exactly_once_on_two_replicas(
 @PROPERTY
 @given(data=st.data())
 def test_paddle_exactly_once_on_two_replicas(
-    shared_sandbox: Sandbox,  # noqa: F811
+    shared_sandbox: Sandbox,
     postgres_server: PostgresServer,
     data: st.DataObject,
 ) -> None:
