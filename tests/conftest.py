@@ -30,16 +30,18 @@ STRIPE_SECRET = "whsec_test_" + "a" * 32
 STRIPE_SECRET_2 = "whsec_test_" + "b" * 32
 PADDLE_SECRET = "pdl_ntfset_test_" + "c" * 32
 
-BASE_CONFIG = """
+HEADER = """
 database: {database}
 credyt:
   api_url: {api_url}
   api_key: {api_key}
-  timeout: 5
-delivery:
+{credyt}delivery:
   backoff_initial: 0.05
   backoff_max: 0.5
 connectors:
+"""
+
+CONNECTORS = """
   stripe:
     type: stripe
     secrets: ["{stripe_secret}", "{stripe_secret_2}"]
@@ -103,18 +105,31 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str =
         time.sleep(0.01)
 
 
+def bridge_config(
+    database: str | Path,
+    api_url: str,
+    connectors: str,
+    *,
+    timeout: float | None = 5,
+    credyt: str = "",
+) -> str:
+    """A test bridge's config: its database, the sandbox's URL and key, a fast delivery
+    backoff, and `connectors` (the YAML under `connectors:`). `timeout` is Credyt's
+    (None: the default); `credyt` holds more lines of that section."""
+    lines = (f"  timeout: {timeout}\n" if timeout is not None else "") + credyt
+    header = HEADER.format(database=database, api_url=api_url, api_key=API_KEY, credyt=lines)
+    return header + connectors.lstrip("\n")
+
+
 def config_text(database: str, api_url: str, extra: str = "") -> str:
-    return (
-        BASE_CONFIG.format(
-            database=database,
-            api_url=api_url,
-            api_key=API_KEY,
-            stripe_secret=STRIPE_SECRET,
-            stripe_secret_2=STRIPE_SECRET_2,
-            paddle_secret=PADDLE_SECRET,
-        )
-        + extra
+    """The shared config: a Stripe and a Paddle connector with one credit rule each (and
+    Paddle's refunds), `extra` appended."""
+    connectors = CONNECTORS.format(
+        stripe_secret=STRIPE_SECRET,
+        stripe_secret_2=STRIPE_SECRET_2,
+        paddle_secret=PADDLE_SECRET,
     )
+    return bridge_config(database, api_url, connectors) + extra
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bridge.events import Envelope
 from bridge.service import Bridge
 from bridge.storage.records import EventFilter
-from tests.conftest import API_KEY, Sandbox
+from tests.conftest import Sandbox
 from tests.helpers.histories import Scenario
 from tests.helpers.paddle_histories import PaddleStories
 from tests.helpers.stripe_histories import StripeStories
@@ -41,19 +41,6 @@ def scenarios(draw: st.DrawFn, psp: Psp) -> Scenario:
         )
     )
     return Scenario(options, stories, draw(st.booleans()), draw(st.booleans()), operations)
-
-
-def bridge_config(database: str, api_url: str, connector: str) -> str:
-    return f"""
-database: {database}
-credyt:
-  api_url: {api_url}
-  api_key: {API_KEY}
-  timeout: 5
-delivery:
-  backoff_initial: 0.05
-  backoff_max: 0.5
-connectors:{connector}"""
 
 
 @dataclass

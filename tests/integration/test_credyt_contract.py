@@ -35,7 +35,14 @@ from credytapi._utils.model_base import Model as SdkModel
 from bridge.credyt.sandbox import SandboxState, create_sandbox_app
 from bridge.receiving.servers import serve_in_thread
 from connectors import paddle, stripe
-from tests.conftest import API_KEY, PADDLE_SECRET, STRIPE_SECRET, RunningBridge, Sandbox
+from tests.conftest import (
+    API_KEY,
+    PADDLE_SECRET,
+    STRIPE_SECRET,
+    RunningBridge,
+    Sandbox,
+    bridge_config,
+)
 
 # --- the SDK's models as the schema -------------------------------------------------
 
@@ -340,16 +347,7 @@ def test_the_wallet_lists_its_accounts(sdk: CredytApiClient, state: SandboxState
 
 # --- every body the bridge sends ----------------------------------------------------
 
-BODIES_CONFIG = """
-database: {database}
-credyt:
-  api_url: {api_url}
-  api_key: {api_key}
-  timeout: 5
-delivery:
-  backoff_initial: 0.05
-  backoff_max: 0.5
-connectors:
+BODIES_CONNECTORS = """
   stripe:
     type: stripe
     secrets: ["{stripe_secret}"]
@@ -381,12 +379,10 @@ def test_every_body_the_bridge_sends_loads_into_the_sdks_request_model(
 ) -> None:
     """Credits and reversals, Stripe and Paddle, with and without expires_at."""
     running = make_bridge(
-        BODIES_CONFIG.format(
-            database=tmp_path / "bodies.db",
-            api_url=sandbox.url,
-            api_key=API_KEY,
-            stripe_secret=STRIPE_SECRET,
-            paddle_secret=PADDLE_SECRET,
+        bridge_config(
+            tmp_path / "bodies.db",
+            sandbox.url,
+            BODIES_CONNECTORS.format(stripe_secret=STRIPE_SECRET, paddle_secret=PADDLE_SECRET),
         )
     )
     customer = sandbox.state.add_customer(name="Ada")

@@ -25,20 +25,17 @@ import pytest
 from bridge.storage.records import EventStatus
 from bridge.storage.sqlite import SQLiteStore
 from connectors import paddle, stripe
-from tests.conftest import API_KEY, PADDLE_SECRET, STRIPE_SECRET, RunningBridge, Sandbox
+from tests.conftest import (
+    PADDLE_SECRET,
+    STRIPE_SECRET,
+    RunningBridge,
+    Sandbox,
+    bridge_config,
+)
 
 # config.example.yaml's Stripe rules, and a Paddle connector; {refund} names the reverse
 # rules, so a test can split or rename them.
-CONFIG = """
-database: {database}
-credyt:
-  api_url: {api_url}
-  api_key: {api_key}
-  timeout: 10
-delivery:
-  backoff_initial: 0.05
-  backoff_max: 0.5
-connectors:
+CONNECTORS = """
   stripe:
     type: stripe
     secrets: ["{stripe_secret}"]
@@ -84,15 +81,13 @@ def config(
     paddle_refunds: str = PADDLE_ONE_RULE,
     unknown: str = "hold",
 ) -> str:
-    return CONFIG.format(
-        database=tmp_path / "bridge.db",
-        api_url=sandbox.url,
-        api_key=API_KEY,
+    connectors = CONNECTORS.format(
         stripe_secret=STRIPE_SECRET,
         paddle_secret=PADDLE_SECRET,
         stripe_refunds=(stripe_refunds or ONE_REFUND_RULE).replace("{unknown}", unknown),
         paddle_refunds=paddle_refunds,
     )
+    return bridge_config(tmp_path / "bridge.db", sandbox.url, connectors, timeout=10)
 
 
 def send(running: RunningBridge, event_type: str, object_id: str, **kwargs: Any) -> str:

@@ -31,14 +31,13 @@ from hypothesis import strategies as st
 
 from bridge.config.schema import parse_config
 from bridge.service import Bridge
-from tests.conftest import Sandbox
+from tests.conftest import Sandbox, bridge_config
 from tests.helpers.exactly_once import (
     PADDLE,
     STRIPE,
     Psp,
     all_events,
     assert_balances,
-    bridge_config,
     draw_deliveries,
     settle,
 )

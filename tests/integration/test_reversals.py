@@ -16,18 +16,9 @@ from typing import Any
 from bridge.events import Kind
 from bridge.storage.records import EventFilter, EventStatus, InboxRow, OutboxRow
 from connectors import stripe
-from tests.conftest import API_KEY, STRIPE_SECRET, RunningBridge, Sandbox, wait_until
+from tests.conftest import STRIPE_SECRET, RunningBridge, Sandbox, bridge_config, wait_until
 
-CONFIG = """
-database: {database}
-credyt:
-  api_url: {api_url}
-  api_key: {api_key}
-  timeout: 5
-delivery:
-  backoff_initial: 0.05
-  backoff_max: 0.5
-connectors:
+CONNECTORS = """
   stripe:
     type: stripe
     secrets: ["{secret}"]
@@ -68,17 +59,14 @@ def start(
     payment_when: str = "{price_ids: [price_usd]}",
     name: str = "bridge.db",
 ) -> RunningBridge:
-    text = CONFIG.format(
-        database=tmp_path / name,
-        api_url=sandbox.url,
-        api_key=API_KEY,
+    connectors = CONNECTORS.format(
         secret=STRIPE_SECRET,
         match=match,
         refund_on=refund_on,
         unknown=unknown,
         payment_when=payment_when,
     )
-    return make_bridge(text)
+    return make_bridge(bridge_config(tmp_path / name, sandbox.url, connectors))
 
 
 class Sender:

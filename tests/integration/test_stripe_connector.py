@@ -21,11 +21,11 @@ from bridge.events import Ignored, Kind, PaymentEvent
 from connectors import stripe
 from connectors.stripe import StripeConnector
 from tests.conftest import (
-    API_KEY,
     FIXTURES,
     STRIPE_SECRET,
     RunningBridge,
     Sandbox,
+    bridge_config,
 )
 
 BASIL = FIXTURES / "stripe" / "basil-2025-03-31"
@@ -67,15 +67,7 @@ def genuine_connector(tolerance: float = 0) -> StripeConnector:
 
 
 def stripe_only_config(database: str, api_url: str, secret: str, tolerance: str = "5m") -> str:
-    return f"""
-database: {database}
-credyt:
-  api_url: {api_url}
-  api_key: {API_KEY}
-delivery:
-  backoff_initial: 0.05
-  backoff_max: 0.5
-connectors:
+    connectors = f"""
   stripe:
     type: stripe
     secrets: ["{secret}"]
@@ -86,6 +78,7 @@ connectors:
         credit:
           amount: paid
 """
+    return bridge_config(database, api_url, connectors, timeout=None)
 
 
 def payment(result: object) -> PaymentEvent:

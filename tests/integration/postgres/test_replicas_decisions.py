@@ -30,23 +30,14 @@ import psycopg
 import pytest
 
 from connectors import stripe
-from tests.conftest import API_KEY, STRIPE_SECRET, RunningBridge, Sandbox, wait_until
+from tests.conftest import STRIPE_SECRET, RunningBridge, Sandbox, bridge_config, wait_until
 
 pytestmark = pytest.mark.slow
 
 PAYMENTS = int(os.environ.get("REPLICA_PAYMENTS", "2000"))
 KILL_EVERY = 1.0  # seconds between two rounds of terminated connections
 
-CONFIG = """
-database: {database}
-credyt:
-  api_url: {api_url}
-  api_key: {api_key}
-  timeout: 2
-delivery:
-  backoff_initial: 0.05
-  backoff_max: 0.5
-connectors:
+CONNECTORS = """
   stripe:
     type: stripe
     secrets: ["{secret}"]
@@ -91,9 +82,8 @@ def _post(client: httpx.Client, url: str, event: dict[str, Any], deadline: float
 def test_two_replicas_deciding_one_payment_under_connection_kills_credit_it_once(
     make_bridge: Callable[..., RunningBridge], sandbox: Sandbox, postgres_url: str
 ) -> None:
-    text = CONFIG.format(
-        database=postgres_url, api_url=sandbox.url, api_key=API_KEY, secret=STRIPE_SECRET
-    )
+    connectors = CONNECTORS.format(secret=STRIPE_SECRET)
+    text = bridge_config(postgres_url, sandbox.url, connectors, timeout=2)
     replicas = [make_bridge(text), make_bridge(text)]
     customer = sandbox.state.add_customer(external_id="user_decisions")
     started = time.monotonic()

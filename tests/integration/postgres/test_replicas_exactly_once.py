@@ -24,13 +24,12 @@ from bridge.config.schema import parse_config
 from bridge.service import Bridge
 from bridge.storage.records import EventFilter
 from bridge.storage.store import ChangeFeed
-from tests.conftest import Sandbox
+from tests.conftest import Sandbox, bridge_config
 from tests.helpers.exactly_once import (
     PADDLE,
     STRIPE,
     Psp,
     assert_balances,
-    bridge_config,
     deliver,
     draw_deliveries,
     settle,
