@@ -4,26 +4,27 @@ error as one line naming file, line and key."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers.processes import bridge_command
 from tests.unit.test_config import EXAMPLE, EXAMPLE_ENV, line_of
 from tests.unit.test_config_secrets import ENV as SECRETS_ENV
 from tests.unit.test_config_secrets import TEXT as SECRETS_TEXT
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    script = Path(sys.executable).with_name("credyt-bridge")
-    command = (
-        [str(script)] if script.exists() else [shutil.which("credyt-bridge") or "credyt-bridge"]
-    )
     full_env = {k: v for k, v in os.environ.items() if k not in EXAMPLE_ENV}
     full_env.update(env or {})
     full_env.pop("BRIDGE_CONFIG", None)
     return subprocess.run(
-        [*command, *args], capture_output=True, text=True, env=full_env, timeout=60, check=False
+        [*bridge_command(), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+        check=False,
     )
 
 

@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from bridge.cli import cli
-from bridge.receiving.servers import bind_socket
 from bridge.storage.records import EventFilter
 from connectors import paddle, stripe
 from tests.conftest import API_KEY, RunningBridge, Sandbox, wait_until
+from tests.helpers.processes import MODULE_COMMAND, free_port, serve_command, wait_answering
 from tests.operator_helpers import run_cli, run_json, write_config
 
 
@@ -240,24 +240,6 @@ def test_demo_runs_on_the_real_command_line() -> None:
     assert "demo passed" in proc.stdout
 
 
-def free_port() -> int:
-    sock = bind_socket()
-    port = int(sock.getsockname()[1])
-    sock.close()
-    return port
-
-
-def wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
-    def answers() -> bool:
-        assert process.poll() is None, f"{process.args} exited {process.returncode}"
-        try:
-            return httpx.get(url, timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(answers, 30, url)
-
-
 def test_a_deployment_on_the_command_line(tmp_path: Path) -> None:
     """sandbox, serve, send, then the operator commands, each its own process."""
     sandbox_port, bridge_port = free_port(), free_port()
@@ -271,16 +253,15 @@ def test_a_deployment_on_the_command_line(tmp_path: Path) -> None:
             stderr=subprocess.DEVNULL,
         ),
         subprocess.Popen(
-            [sys.executable, "-m", "bridge", "serve", "--config", str(config)]
-            + ["--host", "127.0.0.1", "--port", str(bridge_port)],
+            serve_command(config, bridge_port, MODULE_COMMAND),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=tmp_path,
         ),
     ]
     try:
-        wait_for(f"{sandbox_url}/_sandbox/state", processes[0])
-        wait_for(f"http://127.0.0.1:{bridge_port}/healthz", processes[1])
+        wait_answering(f"{sandbox_url}/_sandbox/state", processes[0])
+        wait_answering(f"http://127.0.0.1:{bridge_port}/healthz", processes[1])
         sent = run_cli(
             config,
             "send",

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -32,25 +29,11 @@ from bridge.credyt.sandbox import SandboxState, create_sandbox_app
 from bridge.receiving.servers import serve_in_thread
 from connectors import stripe
 from tests.conftest import API_KEY, STRIPE_SECRET, config_text, wait_until
+from tests.helpers.processes import free_port, serve_command, wait_answering
 
 SENDERS = 2
 BEFORE_KILL = 120  # 200s to collect before the kill
 AFTER_RESTART = 120  # and after the restart
-
-
-def bridge_command() -> list[str]:
-    script = Path(sys.executable).with_name("credyt-bridge")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("credyt-bridge")
-    return [found] if found else [sys.executable, "-m", "bridge"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class BridgeProcess:
@@ -63,29 +46,9 @@ class BridgeProcess:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [
-                *bridge_command(),
-                "serve",
-                "--config",
-                str(self.config),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            serve_command(self.config, self.port), stdout=self.log, stderr=subprocess.STDOUT
         )
-        wait_until(self.healthy, 20, "the bridge subprocess to answer /healthz")
-
-    def healthy(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"the bridge exited with {self.process.returncode}")
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        wait_answering(f"{self.url}/healthz", self.process, 20)
 
     def kill(self) -> None:
         assert self.process is not None

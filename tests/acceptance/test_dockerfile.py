@@ -22,7 +22,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import venv
@@ -33,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import API_KEY, PADDLE_SECRET, STRIPE_SECRET, Sandbox, wait_until
+from tests.helpers.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -410,13 +410,6 @@ class StageBuild:
 
     def root_commands(self) -> str:
         return self.root_log.read_text() if self.root_log.exists() else ""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.mark.slow

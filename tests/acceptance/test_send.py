@@ -7,35 +7,25 @@ tests), so these tests also cover its entry point, argument parsing and exit cod
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from bridge.storage.records import EventStatus
 from tests.conftest import PADDLE_SECRET, STRIPE_SECRET, RunningBridge, Sandbox
+from tests.helpers.processes import bridge_command
 
 pytestmark = pytest.mark.slow  # subprocesses
 
 SECRETS_ENV = ("STRIPE_WEBHOOK_SECRET", "PADDLE_WEBHOOK_SECRET", "BRIDGE_CONFIG")
 
 
-def command() -> list[str]:
-    script = Path(sys.executable).with_name("credyt-bridge")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("credyt-bridge")
-    return [found] if found else [sys.executable, "-m", "bridge"]
-
-
 def send(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in SECRETS_ENV}
     clean.update(env or {})
     return subprocess.run(
-        [*command(), "send", *args],
+        [*bridge_command(), "send", *args],
         capture_output=True,
         text=True,
         env=clean,

@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -24,21 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.service import HTTP_DRAIN, SHUTDOWN_GRACE
+from bridge.service import SHUTDOWN_GRACE
 from connectors import stripe
-from tests.conftest import API_KEY, STRIPE_SECRET, Sandbox, wait_until
+from tests.conftest import STRIPE_SECRET, Sandbox, bridge_config, wait_until
+from tests.helpers.processes import STOP_LIMIT, ServeProcess
 
-CONFIG = """
-database: {database}
-credyt:
-  api_url: {api_url}
-  api_key: {api_key}
-  timeout: {timeout}
-  concurrency: 1
-delivery:
-  backoff_initial: 0.05
-  backoff_max: 0.5
-connectors:
+CONNECTORS = """
   stripe:
     type: stripe
     secrets: ["{secret}"]
@@ -49,68 +36,6 @@ connectors:
           amount: paid
 """
 AMOUNTS = (Decimal("10.00"), Decimal("20.00"), Decimal("30.00"))
-# Stopping takes the HTTP drain plus the workers' grace at the very most.
-STOP_LIMIT = HTTP_DRAIN + SHUTDOWN_GRACE + 5
-
-
-def credyt_bridge() -> list[str]:
-    script = Path(sys.executable).parent / "credyt-bridge"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bridge"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class ServeProcess:
-    """`credyt-bridge serve` in a subprocess, its output in a log file."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.output = log.open("a")
-        self.process = subprocess.Popen(
-            [
-                *credyt_bridge(),
-                "serve",
-                "--config",
-                str(config),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            stdout=self.output,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(self.healthy, 30, "serve to answer /healthz")
-
-    def healthy(self) -> bool:
-        assert self.process.poll() is None, f"serve exited early:\n{self.log.read_text()}"
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def stop(self, signum: int) -> tuple[int, float]:
-        """Send the signal; the exit status and how long the stop took."""
-        started = time.monotonic()
-        self.process.send_signal(signum)
-        try:
-            code = self.process.wait(timeout=STOP_LIMIT + 10)
-        finally:
-            self.kill()
-        return code, time.monotonic() - started
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.output.close()
 
 
 @pytest.fixture
@@ -125,12 +50,12 @@ def write_config(tmp_path: Path, sandbox: Sandbox, timeout: float) -> tuple[Path
     database = tmp_path / "bridge.db"
     config = tmp_path / "config.yaml"
     config.write_text(
-        CONFIG.format(
-            database=database,
-            api_url=sandbox.url,
-            api_key=API_KEY,
+        bridge_config(
+            database,
+            sandbox.url,
+            CONNECTORS.format(secret=STRIPE_SECRET),
             timeout=timeout,
-            secret=STRIPE_SECRET,
+            credyt="  concurrency: 1\n",
         )
     )
     return config, database

@@ -26,6 +26,7 @@ from bridge.receiving.servers import (
 from bridge.service import Bridge
 from connectors import stripe
 from tests.conftest import STRIPE_SECRET, Sandbox, config_text
+from tests.helpers.processes import ServeProcess
 
 
 @pytest.fixture
@@ -152,8 +153,6 @@ def test_a_trickled_head_is_cut_off_and_others_are_served(url: str) -> None:
 
 def test_serve_answers_431_to_a_head_over_the_limit(sandbox: Sandbox, tmp_path: Path) -> None:
     """`credyt-bridge serve` itself runs the bounded protocol."""
-    from tests.acceptance.test_shutdown import ServeProcess
-
     config = tmp_path / "config.yaml"
     config.write_text(config_text(str(tmp_path / "bridge.db"), sandbox.url), encoding="utf-8")
     process = ServeProcess(config, tmp_path / "serve.log")

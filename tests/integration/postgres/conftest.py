@@ -18,7 +18,6 @@ import itertools
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from tests.helpers.processes import free_port
 
 BIN_ENV = "BRIDGE_TEST_PG_BIN"
 URL_ENV = "BRIDGE_TEST_POSTGRES_URL"
@@ -74,12 +75,6 @@ def _version(bin_dir: str) -> float:
         return float(Path(bin_dir).parent.name)
     except ValueError:
         return 0.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _as_owner(command: list[str], owner: str | None) -> list[str]:

@@ -18,15 +18,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
 from bridge.storage.records import EventStatus
-from tests.conftest import Sandbox, config_text
-from tests.integration.postgres.conftest import URL_ENV, _as_owner, _run, find_bin_dir, free_port
+from tests.conftest import RunningBridge, Sandbox, config_text
+from tests.helpers.processes import free_port
+from tests.integration.postgres.conftest import URL_ENV, _as_owner, _run, find_bin_dir
 from tests.integration.test_flow import invoice_event
 
 OUTAGE = 16.0  # seconds: past it, psycopg_pool's default backoff waits ~15 s more
@@ -89,7 +89,7 @@ def cluster() -> Iterator[Cluster]:
 
 
 def test_webhooks_are_accepted_within_seconds_of_the_database_returning(
-    cluster: Cluster, make_bridge: Callable[..., Any], sandbox: Sandbox, tmp_path: Path
+    cluster: Cluster, make_bridge: Callable[..., RunningBridge], sandbox: Sandbox, tmp_path: Path
 ) -> None:
     with psycopg.connect(cluster.url, autocommit=True) as conn:
         conn.execute("CREATE DATABASE bridge_outage")

@@ -33,7 +33,7 @@ import pytest
 from bridge.storage.postgres import PostgresStore
 from connectors import stripe
 from tests.conftest import STRIPE_SECRET, Sandbox, config_text, wait_until
-from tests.integration.postgres.conftest import free_port
+from tests.helpers.processes import MODULE_COMMAND, free_port, serve_command
 
 pytestmark = pytest.mark.slow
 
@@ -56,18 +56,7 @@ class Replica:
         self.log = log
         self._log = log.open("wb")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bridge",
-                "serve",
-                "--config",
-                str(config),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
+            serve_command(config, self.port, MODULE_COMMAND),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

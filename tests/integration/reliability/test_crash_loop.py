@@ -18,10 +18,8 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from contextlib import closing
@@ -35,6 +33,7 @@ import httpx
 from bridge.processing.rules import transaction_id
 from connectors import paddle, stripe
 from tests.conftest import PADDLE_SECRET, STRIPE_SECRET, Sandbox, wait_until
+from tests.helpers.processes import MODULE_COMMAND, free_port, serve_command, wait_answering
 from tests.integration.reliability.conftest import COUNTS, reliability_config, unique
 
 KILLS = int(os.environ.get("RELIABILITY_KILLS", "5"))
@@ -168,20 +167,11 @@ class BridgeProcess:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bridge", "serve", "--config", str(self.config)]
-                + ["--host", "127.0.0.1", "--port", str(self.port)],
+                serve_command(self.config, self.port, MODULE_COMMAND),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-
-        def ready() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(ready, 30, "the bridge subprocess to serve")
+        wait_answering(f"{self.url}/healthz", self.proc, 30, lambda: self.log.read_text()[-3000:])
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -193,12 +183,6 @@ class BridgeProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(30)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_sigkill_under_load_loses_and_doubles_nothing(sandbox: Sandbox, tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,8 +29,8 @@ from tests.conftest import (
     Sandbox,
     wait_until,
 )
+from tests.helpers.processes import MODULE_COMMAND, free_port, serve_command, wait_answering
 from tests.integration.reliability.conftest import COUNTS, LogBuffer, reliability_config, unique
-from tests.integration.reliability.test_crash_loop import free_port
 
 ADMIN_TOKEN = "admin_tok_" + "s3cr3t" * 4
 MARKER = "raw-body-marker-7f3a9c"  # appears in the bodies and nowhere the bridge logs
@@ -149,21 +148,10 @@ def test_debug_logs_of_serve_hold_no_secret_or_body(sandbox: Sandbox, tmp_path: 
     out = tmp_path / "serve.log"
     with out.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "serve", "--config", str(config)]
-            + ["--host", "127.0.0.1", "--port", str(port)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
+            serve_command(config, port, MODULE_COMMAND), stdout=sink, stderr=subprocess.STDOUT
         )
     try:
-
-        def up() -> bool:
-            assert proc.poll() is None, out.read_text()
-            try:
-                return httpx.get(f"{url}/healthz").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, 30, "serve to start")
+        wait_answering(f"{url}/healthz", proc, 30, out.read_text)
         sensitive = run_flow(url, sandbox)
 
         def finished() -> bool:
