@@ -52,7 +52,7 @@ def test_every_command_has_help_with_an_example(path: tuple[str, ...]) -> None:
 
 def test_operating_commands_take_config_and_json() -> None:
     for path in all_commands():
-        command = cli
+        command: click.Command = cli
         for name in path:
             assert isinstance(command, click.Group)
             command = command.commands[name]
@@ -302,7 +302,7 @@ def test_every_command_is_in_the_readme() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("\n## Operating\n")[1].split("\n## ")[0]
     for path in all_commands():
-        command = cli
+        command: click.Command = cli
         for name in path:
             assert isinstance(command, click.Group)
             command = command.commands[name]

@@ -106,6 +106,7 @@ def test_dry_run_is_strict_and_never_replays_for_real_by_mistake(admin: RunningB
     [first] = admin.bridge.store.list_adjustments()
     before = admin.bridge.store.get_event("evt_dry")
     assert before is not None
+    value: str | int
     for value in ("on", "ture", "2", "", "TRUE!"):
         answer = call(admin, "POST", f"/admin/events/evt_dry/replay?dry_run={value}")
         assert answer.status_code == 400, (value, answer.text)

@@ -19,7 +19,7 @@ import typing
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from corehttp.credentials import ServiceKeyCredential
@@ -181,6 +181,18 @@ def raw(pipeline_response: Any, deserialized: Any, headers: Any) -> tuple[Any, A
     return pipeline_response.http_response, deserialized
 
 
+def answered(result: object) -> tuple[Any, Any]:
+    """An SDK call's result under `cls=raw`: (HTTP answer, model). The SDK's stubs type
+    it as the model alone, whatever `cls` returns."""
+    return cast(tuple[Any, Any], result)
+
+
+def answer_of(error: HttpResponseError) -> Any:
+    """The HTTP answer an SDK error carries (its stubs type it as a bare response)."""
+    assert error.response is not None
+    return error.response
+
+
 def adjustment_body(amount: str = "12.50", **overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "transaction_id": str(uuid.uuid4()),
@@ -200,8 +212,10 @@ def test_create_adjustment_answers_what_the_sdk_reads(
 ) -> None:
     customer = state.add_customer(name="Ada")
     body = adjustment_body()
-    response, created = sdk.wallets.customer_wallet_ops.create_adjustment(
-        customer, models.CreateAdjustmentRequest(body), cls=raw
+    response, created = answered(
+        sdk.wallets.customer_wallet_ops.create_adjustment(
+            customer, models.CreateAdjustmentRequest(body), cls=raw
+        )
     )
     assert response.status_code == 201
     assert conforms(models.CreateAdjustmentResponse, response.json()) == []
@@ -219,7 +233,7 @@ def test_a_repeated_adjustment_is_the_sdks_resource_exists(
         sdk.wallets.customer_wallet_ops.create_adjustment(customer, body)
     assert again.value.status_code == 409
     assert again.value.response is not None
-    assert conforms(models.ProblemDetails, again.value.response.json()) == []
+    assert conforms(models.ProblemDetails, answer_of(again.value).json()) == []
     assert state.balance(customer, "USD") == decimal.Decimal("12.50")  # applied once
 
 
@@ -232,8 +246,9 @@ def test_an_invalid_adjustment_is_the_sdks_validation_problem(
             customer, adjustment_body(reason="because")
         )
     assert refused.value.status_code == 422
-    document = refused.value.response.json()
+    document = answer_of(refused.value).json()
     assert conforms(models.ValidationProblem, document) == []
+    assert refused.value.model is not None
     assert "reason" in refused.value.model.errors  # the SDK parsed it into its model
 
 
@@ -247,9 +262,9 @@ def test_external_id_lookup_is_a_303_to_the_customer(
     with pytest.raises(HttpResponseError) as found:
         sdk.customers.list(external_id="cus_303")
     assert found.value.status_code == 303
-    location = found.value.response.headers["Location"]
+    location = answer_of(found.value).headers["Location"]
     assert location == f"/customers/{customer}"
-    response, got = sdk.customers.get(location.rsplit("/", 1)[1], cls=raw)
+    response, got = answered(sdk.customers.get(location.rsplit("/", 1)[1], cls=raw))
     assert conforms(models.GetCustomerResponse, response.json()) == []
     assert (got.id, got.external_id) == (customer, "cus_303")
 
@@ -261,23 +276,23 @@ def test_an_unknown_external_id_is_the_sdks_not_found(
     with pytest.raises(ResourceNotFoundError) as missing:
         sdk.customers.list(external_id="cus_nobody")
     assert missing.value.status_code == 404
-    assert conforms(models.ProblemDetails, missing.value.response.json()) == []
+    assert conforms(models.ProblemDetails, answer_of(missing.value).json()) == []
 
 
 def test_other_filters_answer_a_page(sdk: CredytApiClient, state: SandboxState) -> None:
     ada = state.add_customer(name="Ada", email="ada@example.com")
     state.add_customer(name="Bob", email="bob@example.com")
-    response, page = sdk.customers.list(email="ada@example.com", cls=raw)
+    response, page = answered(sdk.customers.list(email="ada@example.com", cls=raw))
     assert conforms(models.PageCustomerSummary, response.json()) == []
     assert [item.id for item in page["items"]] == [ada]
-    response, everyone = sdk.customers.list(limit=10, cls=raw)
+    response, everyone = answered(sdk.customers.list(limit=10, cls=raw))
     assert conforms(models.PageCustomerSummary, response.json()) == []
     assert everyone.total_count == 2
 
 
 def test_get_customer_has_every_required_field(sdk: CredytApiClient, state: SandboxState) -> None:
     customer = state.add_customer(external_id="cus_1", name="Ada", email="ada@example.com")
-    response, got = sdk.customers.get(customer, cls=raw)
+    response, got = answered(sdk.customers.get(customer, cls=raw))
     assert conforms(models.GetCustomerResponse, response.json()) == []
     assert got.active_subscription_count == 0
     with pytest.raises(ResourceNotFoundError):
@@ -288,8 +303,8 @@ def test_a_transaction_reads_back_as_sent(sdk: CredytApiClient, state: SandboxSt
     customer = state.add_customer(name="Ada")
     body = adjustment_body("-3.25", reason="external_refund")
     sdk.wallets.customer_wallet_ops.create_adjustment(customer, body)
-    response, got = sdk.wallets.customer_wallet_ops.get_transaction(
-        customer, body["transaction_id"], cls=raw
+    response, got = answered(
+        sdk.wallets.customer_wallet_ops.get_transaction(customer, body["transaction_id"], cls=raw)
     )
     assert conforms(models.GetTransactionResponse, response.json()) == []
     assert (got.id, got.type, got.asset, got.account_id) == (
@@ -310,7 +325,7 @@ def test_accounts_self_names_the_environment(
     server: tuple[SandboxState, str], state: SandboxState
 ) -> None:
     with sdk_client(server[1]) as sdk:
-        response, account = sdk.accounts.get_context(cls=raw)
+        response, account = answered(sdk.accounts.get_context(cls=raw))
     assert conforms(models.AccountContext, response.json()) == []
     assert account.environment == "test"
     state.environment = "live"
@@ -333,14 +348,16 @@ def test_the_wallet_lists_its_accounts(sdk: CredytApiClient, state: SandboxState
     customer = state.add_customer(name="Ada")
     sdk.wallets.customer_wallet_ops.create_adjustment(customer, adjustment_body("5"))
     sdk.wallets.customer_wallet_ops.create_adjustment(customer, adjustment_body("7", asset="TOK"))
-    response, wallet = sdk.wallets.customer_wallet_ops.get_customer_wallet(customer, cls=raw)
+    response, wallet = answered(
+        sdk.wallets.customer_wallet_ops.get_customer_wallet(customer, cls=raw)
+    )
     assert conforms(models.GetWalletResponse, response.json()) == []
     assert {(a.id, a.available) for a in wallet.accounts} == {
         ("default:USD", decimal.Decimal("5")),
         ("default:TOK", decimal.Decimal("7")),
     }
-    response, account = sdk.wallets.customer_wallet_ops.get_account(
-        customer, "default:USD", cls=raw
+    response, account = answered(
+        sdk.wallets.customer_wallet_ops.get_account(customer, "default:USD", cls=raw)
     )
     assert conforms(models.GetAccountDetailsResponse, response.json()) == []
 

@@ -196,7 +196,7 @@ def test_a_checkout_event_back_after_prune_does_not_credit_its_payment_again(
 # -- 3. one payment, whichever of its ids arrives first -----------------------------------
 
 
-EVENTS = {
+EVENTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     # a Checkout session with invoice creation and a marked PaymentIntent
     "session": ("checkout.session.completed", "cs_ord", {"invoice": "in_ord"}),
     "intent": ("payment_intent.succeeded", "pi_ord", {"metadata": {"credyt_topup": "true"}}),
@@ -448,7 +448,7 @@ def test_migration_to_autoincrement_keeps_rows_and_the_decisions_they_stand_for(
     outbox says was credited becomes a decision that prune can not take away."""
     import sqlite_utils
 
-    from bridge import sqlite_store
+    from bridge.storage import sqlite as sqlite_store
 
     path = str(tmp_path / "old.db")
     conn = sqlite3.connect(path, isolation_level=None)

@@ -421,7 +421,7 @@ def test_zero_amount_invoice_is_a_payment_of_nothing() -> None:
     raw = load(PRE_BASIL / "invoice.paid.json")
     raw["data"]["object"]["amount_paid"] = 0
     event = payment(genuine_connector().normalize(raw))
-    assert (event.amount_minor, event.amount) == (0, 0)
+    assert (event.amount_minor, event.amount) == (0, Decimal(0))
 
 
 def test_negative_amount_invoice_is_ignored() -> None:

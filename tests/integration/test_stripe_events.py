@@ -426,7 +426,7 @@ def test_match_first_takes_one_rule_and_match_all_every_rule() -> None:
 
 
 def test_every_event_of_one_payment_has_one_payment_key() -> None:
-    old = {"api_version": "2020-08-27"}
+    old: dict[str, Any] = {"api_version": "2020-08-27"}
     keys = {
         sample("invoice.paid").payment_key,
         event_of(

@@ -99,7 +99,7 @@ def test_two_replicas_deciding_one_payment_under_connection_kills_credit_it_once
                 pass
 
     def pay(n: int, client: httpx.Client) -> None:
-        common = {"customer": customer, "amount_minor": 1000 + n % 500}
+        common: dict[str, Any] = {"customer": customer, "amount_minor": 1000 + n % 500}
         session = stripe.sample_event(
             "checkout.session.completed", event_id=f"evt_cs_{n}", object_id=f"cs_d{n}", **common
         )

@@ -146,7 +146,6 @@ def test_a_row_written_an_hour_ahead_is_due_now(store: Store) -> None:
         assert [r.event_id for r in run(store.claim_events(now, 10, 30))] == ["evt_ahead"]
 
 
-
 def test_an_adjustment_queued_an_hour_ahead_is_claimed_now(store: Store) -> None:
     now = time.time()
     inbox = accept(store, "evt_q")
@@ -709,7 +708,7 @@ def test_postgres_two_replicas_deciding_one_payment_at_once_record_one_decision(
     basis = a.payment_state(["pi_1"]).basis
     first, second = accept(a, "evt_1"), accept(a, "evt_2")
 
-    async def race() -> list[Any]:
+    async def race() -> tuple[int | BaseException, int | BaseException]:
         return await asyncio.gather(
             a.record_processing(_credit_on(basis, first, "tx-a", "pi_1"), time.time()),
             b.record_processing(_credit_on(basis, second, "tx-b", "pi_1"), time.time()),
