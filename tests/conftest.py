@@ -16,12 +16,15 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 
 from bridge.config.schema import Config, parse_config
 from bridge.credyt.sandbox import SandboxState, create_sandbox_app
+from bridge.logs import configure_logging
 from bridge.receiving.servers import serve_in_thread
 from bridge.service import Bridge
 from connectors import paddle, stripe
+from tests.helpers.logs import LogBuffer
 
 # Real and published PSP payloads; tests/fixtures/SOURCES.md says where each came from.
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -170,3 +173,14 @@ def make_bridge(tmp_path: Path, sandbox: Sandbox) -> Iterator[Callable[..., Runn
 @pytest.fixture
 def running(make_bridge: Callable[..., RunningBridge]) -> RunningBridge:
     return make_bridge()
+
+
+@pytest.fixture
+def logs() -> Iterator[LogBuffer]:
+    """The bridge's log lines (JSON, debug level) for the duration of one test."""
+    buffer = LogBuffer()
+    configure_logging("debug", stream=buffer, json=True)
+    try:
+        yield buffer
+    finally:
+        structlog.reset_defaults()

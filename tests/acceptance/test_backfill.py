@@ -27,7 +27,7 @@ from starlette.routing import Route
 from bridge.receiving.servers import serve_in_thread
 from connectors import paddle, stripe
 from tests.conftest import RunningBridge, Sandbox, config_text
-from tests.operator_helpers import run_cli
+from tests.helpers.operator import run_cli
 
 STRIPE_KEY = "sk_test_backfill_0123456789"
 PADDLE_KEY = "pdl_sdbx_apikey_backfill_0123456789"

@@ -22,8 +22,8 @@ from bridge.cli import cli
 from bridge.storage.records import EventFilter
 from connectors import paddle, stripe
 from tests.conftest import API_KEY, RunningBridge, Sandbox, wait_until
+from tests.helpers.operator import run_cli, run_json, write_config
 from tests.helpers.processes import MODULE_COMMAND, free_port, serve_command, wait_answering
-from tests.operator_helpers import run_cli, run_json, write_config
 
 
 def all_commands() -> list[tuple[str, ...]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from connectors import stripe
 from tests.conftest import RunningBridge, Sandbox, wait_until
-from tests.operator_helpers import run_cli, run_json, snapshot, write_config
+from tests.helpers.operator import run_cli, run_json, snapshot, write_config
 
 
 def test_unknown_customer_is_replayed_once_the_customer_exists(

@@ -16,7 +16,7 @@ import pytest
 from bridge.storage.records import AdjustmentStatus
 from connectors import stripe
 from tests.conftest import RunningBridge, Sandbox, config_text, wait_until
-from tests.operator_helpers import run_cli
+from tests.helpers.operator import run_cli
 
 TOKEN = "admin-token-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -18,7 +18,7 @@ from bridge.service import Bridge
 from bridge.storage.records import AdjustmentStatus
 from connectors import stripe
 from tests.conftest import STRIPE_SECRET, Sandbox, config_text, wait_until
-from tests.operator_helpers import run_cli, run_json
+from tests.helpers.operator import run_cli, run_json
 
 
 def in_mode(text: str, mode: str) -> str:

@@ -12,7 +12,7 @@ import httpx
 from bridge.storage.records import AdjustmentStatus
 from connectors import stripe
 from tests.conftest import API_KEY, RunningBridge, Sandbox, wait_until
-from tests.operator_helpers import run_cli, write_config
+from tests.helpers.operator import run_cli, write_config
 
 
 def live_mode(text: str) -> str:

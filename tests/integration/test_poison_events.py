@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import structlog
 
-from bridge.logs import configure_logging
 from bridge.processing.processor import ConnectorRuntime
 from bridge.storage.records import EventStatus
 from connectors import paddle, stripe
 from connectors.stripe import StripeConnector
 from tests.conftest import RunningBridge, Sandbox, config_text, wait_until
-from tests.integration.reliability.conftest import LogBuffer
-from tests.operator_helpers import run_cli
+from tests.helpers.logs import LogBuffer
+from tests.helpers.operator import run_cli
 
 CUSTOMER = "cust_poison_1"
 ADMIN_TOKEN = "admin_tok_" + "p" * 24
@@ -42,17 +40,6 @@ server:
 """
 PADDLE_RULE = "        on: transaction.completed\n        credit:\n          amount: paid\n"
 STRIPE_RULE = "        credit:\n          amount: paid\n"
-
-
-@pytest.fixture
-def logs() -> Iterator[LogBuffer]:
-    """The bridge's log lines (JSON, debug level) for the duration of one test."""
-    buffer = LogBuffer()
-    configure_logging("debug", stream=buffer, json=True)
-    try:
-        yield buffer
-    finally:
-        structlog.reset_defaults()
 
 
 class ExplodingConnector(StripeConnector):

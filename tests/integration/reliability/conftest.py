@@ -1,4 +1,4 @@
-"""Shared pieces of the reliability suite: counts for the closing summary, log capture,
+"""Shared pieces of the reliability suite: counts for the closing summary,
 signed unique webhooks and the exactly-once check against the sandbox.
 
 The suite runs alone with `pytest tests/integration/reliability`; the fixtures of
@@ -9,21 +9,13 @@ tried) so the numbers can be quoted.
 
 from __future__ import annotations
 
-import io
-import json
 import re
-import threading
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-import structlog
-
 from bridge.credyt.sandbox import SandboxState
-from bridge.logs import configure_logging
 from bridge.processing.rules import transaction_id
 from connectors import paddle, stripe
 from tests.conftest import config_text
@@ -48,40 +40,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_sep("=", "reliability: what was run")
     for key in sorted(COUNTS):
         terminalreporter.write_line(f"{key:<44} {COUNTS[key]}")
-
-
-class LogBuffer(io.StringIO):
-    """A thread-safe text stream the bridge's structlog writes JSON lines to."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-
-    def write(self, text: str) -> int:
-        with self._lock:
-            return super().write(text)
-
-    def isatty(self) -> bool:
-        return False
-
-    def events(self) -> list[dict[str, Any]]:
-        with self._lock:
-            lines = self.getvalue().splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
-
-    def names(self) -> list[str]:
-        return [str(e.get("event")) for e in self.events()]
-
-
-@pytest.fixture
-def logs() -> Iterator[LogBuffer]:
-    """The bridge's log lines (JSON, debug level) for the duration of one test."""
-    buffer = LogBuffer()
-    configure_logging("debug", stream=buffer, json=True)
-    try:
-        yield buffer
-    finally:
-        structlog.reset_defaults()
 
 
 def unique(prefix: str) -> str:

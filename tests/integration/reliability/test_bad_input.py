@@ -36,7 +36,8 @@ from bridge.service import Bridge
 from bridge.storage.records import EventFilter, EventStatus
 from connectors import paddle, stripe
 from tests.conftest import API_KEY, PADDLE_SECRET, STRIPE_SECRET, wait_until
-from tests.integration.reliability.conftest import COUNTS, LogBuffer, reliability_config, unique
+from tests.helpers.logs import LogBuffer
+from tests.integration.reliability.conftest import COUNTS, reliability_config, unique
 
 EXAMPLES = int(os.environ.get("RELIABILITY_EXAMPLES", "300"))
 MAX_BODY = 256 * 1024  # the default server.max_body_bytes

@@ -23,9 +23,9 @@ from bridge.credyt.sandbox import SandboxState, create_sandbox_app
 from bridge.receiving.servers import serve_in_thread
 from bridge.storage.records import AdjustmentStatus
 from tests.conftest import API_KEY, RunningBridge, Sandbox, wait_until
+from tests.helpers.logs import LogBuffer
 from tests.integration.reliability.conftest import (
     COUNTS,
-    LogBuffer,
     adjustments_by_transaction,
     assert_exactly_once,
     paddle_payment,

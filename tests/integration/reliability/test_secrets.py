@@ -29,8 +29,9 @@ from tests.conftest import (
     Sandbox,
     wait_until,
 )
+from tests.helpers.logs import LogBuffer
 from tests.helpers.processes import MODULE_COMMAND, free_port, serve_command, wait_answering
-from tests.integration.reliability.conftest import COUNTS, LogBuffer, reliability_config, unique
+from tests.integration.reliability.conftest import COUNTS, reliability_config, unique
 
 ADMIN_TOKEN = "admin_tok_" + "s3cr3t" * 4
 MARKER = "raw-body-marker-7f3a9c"  # appears in the bodies and nowhere the bridge logs

@@ -25,9 +25,9 @@ import pytest
 
 from connectors import stripe
 from tests.conftest import STRIPE_SECRET, RunningBridge, Sandbox, wait_until
+from tests.helpers.logs import LogBuffer
 from tests.integration.reliability.conftest import (
     COUNTS,
-    LogBuffer,
     assert_exactly_once,
     reliability_config,
     stripe_payment,
