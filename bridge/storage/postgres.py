@@ -45,6 +45,7 @@ from psycopg_pool.base import AttemptWithBackoff
 from bridge.errors import DecisionConflictError, StoreError
 from bridge.events import Envelope
 from bridge.storage import queries as statements
+from bridge.storage.decision_backfill import KNOWN_PAYMENT_IDS, fill_decisions
 from bridge.storage.queries import for_psycopg
 from bridge.storage.records import (
     DeliveryOutcome,
@@ -54,13 +55,9 @@ from bridge.storage.records import (
     PaymentState,
     ProcessingResult,
 )
-from bridge.storage.sqlite import (
-    INBOX_COLUMNS,
-    OUTBOX_COLUMNS,
-    _fill_decisions,
-    _inbox_row,
-    _outbox_row,
-)
+from bridge.storage.rows import INBOX_COLUMNS, OUTBOX_COLUMNS, decided_row
+from bridge.storage.rows import inbox_row as _inbox_row
+from bridge.storage.rows import outbox_row as _outbox_row
 from bridge.storage.store import CLOCK_STEP_SLACK, redact_database
 
 T = TypeVar("T")
@@ -176,11 +173,11 @@ _MIGRATION_V3 = (
 
 def _fill_v4(conn: psycopg.Connection[Any]) -> None:
     """The classes of the ids already linked, and the adjustments already recorded."""
-    _fill_decisions(
-        conn.execute(statements.KNOWN_PAYMENT_IDS).fetchall(),
+    for statement in fill_decisions(
+        conn.execute(KNOWN_PAYMENT_IDS).fetchall(),
         conn.execute(f"SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id").fetchall(),
-        lambda sql, params: conn.execute(sql.replace("?", "%s"), params),
-    )
+    ):
+        conn.execute(*for_psycopg(statement))
 
 
 _MIGRATION_V4: tuple[str | Callable[[psycopg.Connection[Any]], None], ...] = (
@@ -490,7 +487,7 @@ class PostgresStore:
         members = self._query(*for_psycopg(statements.class_members(wanted)))
         ids_all = sorted({*wanted, *(r[0] for r in members)})
         rows = self._query(*for_psycopg(statements.decided_for(ids_all)))
-        return PaymentState(tuple(ids_all), tuple(statements.decided_row(r) for r in rows))
+        return PaymentState(tuple(ids_all), tuple(decided_row(r) for r in rows))
 
     def linked_payment_keys(self, ids: Sequence[str]) -> list[str]:
         """The payment keys any of `ids` (PaymentIntent, Charge...) is linked to."""
@@ -805,7 +802,7 @@ async def _state_in(conn: AsyncConn, ids: Sequence[str]) -> PaymentState:
     members = sorted({*ids, *(r[0] for r in await cursor.fetchall())})
     cursor = await conn.execute(*for_psycopg(statements.decided_for(members)))
     rows = await cursor.fetchall()
-    return PaymentState(tuple(members), tuple(statements.decided_row(r) for r in rows))
+    return PaymentState(tuple(members), tuple(decided_row(r) for r in rows))
 
 
 async def _lock_classes(conn: AsyncConn, ids: Sequence[str]) -> None:
