@@ -31,16 +31,21 @@ def for_psycopg(statement: Statement) -> Statement:
     return sql.replace("?", "%s"), params
 
 
+INSERT_EVENT = (
+    "INSERT INTO inbox (connector, event_id, event_type, livemode, received_at, body,"
+    " status, attempts, next_attempt_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)"
+    " ON CONFLICT (connector, event_id) DO NOTHING"
+)
+
+
 def insert_event(
     connector: str, envelope: Envelope, body: bytes, received_at: float, livemode: object
 ) -> Statement:
     """A verified webhook, pending and due now; nothing if (connector, event id) is
     already stored. `livemode` as the backend stores it (SQLite: 0/1, PostgreSQL: bool)."""
     return (
-        "INSERT INTO inbox (connector, event_id, event_type, livemode, received_at, body,"
-        " status, attempts, next_attempt_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)"
-        " ON CONFLICT (connector, event_id) DO NOTHING",
+        INSERT_EVENT,
         (
             connector,
             envelope.event_id,
@@ -52,6 +57,14 @@ def insert_event(
             received_at,
         ),
     )
+
+
+# Adjustments back to pending, due now (three times `now`), with a fresh attempt budget;
+# each store adds the rows it applies to.
+REQUEUE_ADJUSTMENTS = (
+    "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+    " queued_at = ?, lease_until = NULL, updated_at = ?"
+)
 
 
 def insert_adjustment(adj: NewAdjustment, result: ProcessingResult, now: float) -> Statement:

@@ -105,7 +105,6 @@ class SQLiteStore(StoreReads):
     ) -> bool:
         """Store a verified webhook durably. False if (connector, event id) was already stored."""
         livemode = None if envelope.livemode is None else int(envelope.livemode)
-
         statement = statements.insert_event(connector, envelope, body, received_at, livemode)
 
         def insert(conn: sqlite3.Connection) -> bool:
@@ -178,10 +177,7 @@ class SQLiteStore(StoreReads):
         now = time.time()
 
         def retry(conn: sqlite3.Connection) -> int:
-            sql = (
-                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?,"
-                " queued_at = ?, lease_until = NULL, updated_at = ?"
-            )
+            sql = statements.REQUEUE_ADJUSTMENTS
             if dead:
                 return conn.execute(sql + " WHERE status = 'dead'", (now, now, now)).rowcount
             return sum(
