@@ -184,6 +184,21 @@ class Config:
     processing: ProcessingConfig = ProcessingConfig()
 
 
+def find_connector(config: Config, ref: str) -> ConnectorConfig:
+    """A connector by name, or the only connector of that type."""
+    if ref in config.connectors:
+        return config.connectors[ref]
+    of_type = [c for c in config.connectors.values() if c.type == ref]
+    if len(of_type) == 1:
+        return of_type[0]
+    if of_type:
+        names = ", ".join(c.name for c in of_type)
+        raise ConfigError(f"several {ref} connectors ({names}): name one")
+    raise ConfigError(
+        f"no connector {ref!r} in {config.path} (have: {', '.join(config.connectors)})"
+    )
+
+
 MIN_SECRET_LENGTH = 24  # real whsec_ (38+) and pdl_ntfset_ (60+) secrets are longer
 DEFAULT_TOLERANCE = {"stripe": 300.0, "paddle": 300.0}
 
