@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from bridge.config.schema import Config, load_config
+from bridge.config.loading import load_config
+from bridge.config.schema import Config
 from bridge.errors import BridgeError
 from bridge.logs import configure_logging
 

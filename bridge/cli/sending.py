@@ -11,7 +11,7 @@ from bridge.cli.options import (
     bridge_errors,
     config_option,
 )
-from bridge.config.schema import load_config
+from bridge.config.loading import load_config
 
 
 @click.command()
