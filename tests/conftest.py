@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.config.schema import Config, parse_config
+from bridge.config.loading import parse_config
+from bridge.config.schema import Config
 from bridge.credyt.sandbox import SandboxState, create_sandbox_app
 from bridge.receiving.servers import serve_in_thread
 from bridge.service import Bridge

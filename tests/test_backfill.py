@@ -597,7 +597,7 @@ def test_backfilled_basil_invoice_is_debited_by_its_later_refund(
 
 
 def test_api_version_is_a_paddle_version_number_and_only_for_paddle(tmp_path: Path) -> None:
-    from bridge.config.schema import parse_config
+    from bridge.config.loading import parse_config
     from bridge.errors import ConfigError
 
     base = config_text(str(tmp_path / "bridge.db"), "http://127.0.0.1:9")

@@ -25,7 +25,7 @@ import click
 import httpx
 
 from bridge.config import EXAMPLE_CONFIG
-from bridge.config.schema import load_config
+from bridge.config.loading import load_config
 from bridge.credyt.sandbox import SandboxState, create_sandbox_app
 from bridge.operating.tables import outbox_table
 from bridge.receiving.servers import base_url, bind_socket, make_server
