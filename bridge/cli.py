@@ -22,6 +22,7 @@ import click
 from bridge.config.schema import Config, ConnectorConfig, load_config
 from bridge.errors import BridgeError, CredytUnavailableError
 from bridge.logs import configure_logging
+from connectors import connector_names, connector_type
 
 if TYPE_CHECKING:
     from bridge.credyt.client import AccountContext
@@ -188,13 +189,11 @@ async def _check_key_online(config: Config) -> AccountContext:
 def config_warnings(config: Config) -> list[str]:
     warnings = []
     for connector in config.connectors.values():
+        kind = connector_type(connector.type)
         for rule in connector.rules:
-            if "payment_intent.succeeded" in rule.on and rule.when.metadata == {}:
-                warnings.append(
-                    f"{config.path}:{rule.line}: rule {rule.name} credits payment_intent.succeeded "
-                    "without a metadata condition: subscription renewals fire it too, so "
-                    "invoices would be credited twice (add when: metadata: {credyt_topup: 'true'})"
-                )
+            warning = kind.rule_warning(rule.on, rule.when.metadata)
+            if warning is not None:
+                warnings.append(f"{config.path}:{rule.line}: rule {rule.name} {warning}")
     return warnings
 
 
@@ -281,7 +280,7 @@ def demo(keep: bool) -> None:
 
 
 @cli.command()
-@click.argument("psp", type=click.Choice(["stripe", "paddle"]))
+@click.argument("psp", type=click.Choice(connector_names()))
 @click.argument("event_type")
 @click.option(
     "--url",
@@ -328,7 +327,7 @@ def send(
     """
     from bridge.operating.sending import SendRequest, send_webhook
 
-    env_name = "STRIPE_WEBHOOK_SECRET" if psp == "stripe" else "PADDLE_WEBHOOK_SECRET"
+    env_name = connector_type(psp).webhook_secret_variable
     key = secret or os.environ.get(env_name)
     if not key and config_path:
         # The first secret of the config's connector of that type signs like the PSP.

@@ -11,10 +11,13 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from bridge.config.yamlsource import Section, load_yaml
 from bridge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from connectors import ConnectorType
 
 REASONS = ("external_topup", "external_refund", "gift", "other")
 MODES = ("any", "live", "test")
@@ -185,7 +188,6 @@ class Config:
 
 
 MIN_SECRET_LENGTH = 24  # real whsec_ (38+) and pdl_ntfset_ (60+) secrets are longer
-DEFAULT_TOLERANCE = {"stripe": 300.0, "paddle": 300.0}
 
 
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
@@ -353,7 +355,8 @@ def _connector(name: str, section: Section) -> ConnectorConfig:
                 (*section.path, "rules", index, "name"),
                 f"two rules are named {rule_name!r}; rule names key the adjustments",
             )
-    tolerance = section.duration("tolerance", DEFAULT_TOLERANCE.get(kind, 300.0))
+    default_tolerance = types[kind].default_tolerance if kind in types else 300.0
+    tolerance = section.duration("tolerance", default_tolerance)
     return ConnectorConfig(
         name=name,
         type=kind,
@@ -366,21 +369,17 @@ def _connector(name: str, section: Section) -> ConnectorConfig:
         rules=rules,
         api_key=section.text("api_key") or None,
         api_base=_api_base(section),
-        api_version=_api_version(section, kind),
+        api_version=_api_version(section, types.get(kind)),
     )
 
 
-def _api_version(section: Section, kind: str) -> str:
+def _api_version(section: Section, kind: ConnectorType | None) -> str:
     value = section.text("api_version")
     if value is None:
         return "1"
-    if kind != "paddle":
-        section.error(
-            "api_version",
-            "only for paddle (Stripe lists each event in the API version it was created with)",
-        )
-    elif not value.isdigit():
-        section.error("api_version", f"must be a Paddle API version number, got {value!r}")
+    error = kind.api_version_error(value) if kind is not None else None
+    if error is not None:
+        section.error("api_version", error)
     return value
 
 
