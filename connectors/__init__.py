@@ -110,10 +110,6 @@ class ConnectorType(Protocol):
     def events_api(self, api_key: str, api_base: str | None, api_version: str) -> EventSource: ...
 
 
-# Kept for callers that only build connectors.
-ConnectorFactory = ConnectorType
-
-
 def _stripe() -> ConnectorType:
     from connectors.stripe import StripeConnector
 

@@ -39,7 +39,7 @@ def sample_event(
     action: str = "refund",
     status: str = "approved",
     created: int | None = None,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """A realistic Paddle Billing event of `event_type`.
 
     `object_id` is the transaction id (txn_...) for `transaction.*` samples and the

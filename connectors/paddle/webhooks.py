@@ -18,6 +18,7 @@ configurable, and 0 or None turns the check off.
 Mode: Paddle payloads carry no live/test flag (sandbox and live are separate accounts
 with separate destinations and secrets), so `mode` is accepted for symmetry with
 Stripe and not enforced; `livemode` is always None.
+
 The readers are in `connectors.paddle.readers`, signing and sample events in
 `connectors.paddle.samples`, the event list for backfill in `connectors.paddle.events_api`.
 """
@@ -29,7 +30,7 @@ import hmac
 from collections.abc import Mapping, Sequence
 
 from bridge.errors import EventError, MalformedEventError, SignatureError
-from bridge.events import Envelope
+from bridge.events import Envelope, Ignored
 from connectors.base import Raw, SignedRequest, parse_json
 from connectors.listing import EventSource
 from connectors.paddle import samples
@@ -42,7 +43,7 @@ SIGNATURE_HEADER = "paddle-signature"
 
 
 class PaddleConnector(PaddleReaders):
-    """`mode` is accepted and not enforced: Paddle payloads say nothing about live or test."""
+    """Paddle Billing webhooks: transactions and adjustments."""
 
     psp = PSP
     title = "Paddle"
@@ -105,7 +106,8 @@ class PaddleConnector(PaddleReaders):
 
     # -- normalization ------------------------------------------------------------
 
-    # -- normalization ------------------------------------------------------------
+    def mode_filter(self, raw: Raw) -> Ignored | None:
+        return None  # `mode` is not enforced: Paddle payloads say nothing about live or test
 
     def data_object(self, raw: Raw) -> Raw:
         data = raw.get("data")

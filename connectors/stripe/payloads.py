@@ -1,10 +1,4 @@
-"""Reading Stripe payloads of every API version: exponents, ids, metadata, lines, periods.
-
-Before API version 2025-03-31 ("basil") an invoice carries `subscription`,
-`subscription_details`, `payment_intent` and `charge`; from basil on these moved under
-`invoice.parent.subscription_details` and `invoice_payment` objects. Every reader here
-accepts both.
-"""
+"""Reading Stripe payloads of every API version: exponents, ids, metadata, lines, periods."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ def sample_event(
     metadata: Mapping[str, str] | None = None,
     payment_amount_minor: int | None = None,
     livemode: bool = False,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """A realistic Stripe event of `event_type` in the given API version's shape.
 
     `object_id` is the id of the event's object (in_, inpay_, cs_, pi_, re_, ch_, dp_).

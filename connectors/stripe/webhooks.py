@@ -2,9 +2,9 @@
 
 Signatures are checked with stripe-python's own `WebhookSignature.verify_header`
 (HMAC-SHA256 over `"{t}.{body}"`, constant-time compare), once per configured
-secret so a secret can be rolled; the timestamp is checked here, so a stale delivery
-is told apart from a forged one. We never build `StripeObject`s: the body is parsed
-with `json` once.
+secret so a secret can be rolled; the timestamp is checked after them (by
+`connectors.base`), so a stale delivery is told apart from a forged one. We never
+build `StripeObject`s: the body is parsed with `json` once.
 
 The readers are in `connectors.stripe.readers`, signing and sample events in
 `connectors.stripe.samples`, the event list for backfill in `connectors.stripe.events_api`.
@@ -30,6 +30,8 @@ SIGNATURE_HEADER = "stripe-signature"
 
 
 class StripeConnector(StripeReaders):
+    """Stripe webhooks: snapshot events of every API version."""
+
     psp = PSP
     title = "Stripe"
     signature_header = SIGNATURE_HEADER
