@@ -12,10 +12,11 @@ from bridge.cli.options import (
     config_option,
 )
 from bridge.config.loading import load_config
+from connectors import connector_names, connector_type
 
 
 @click.command()
-@click.argument("psp", type=click.Choice(["stripe", "paddle"]))
+@click.argument("psp", type=click.Choice(connector_names()))
 @click.argument("event_type")
 @click.option(
     "--url",
@@ -62,7 +63,7 @@ def send(
     """
     from bridge.operating.sending import SendRequest, send_webhook
 
-    env_name = "STRIPE_WEBHOOK_SECRET" if psp == "stripe" else "PADDLE_WEBHOOK_SECRET"
+    env_name = connector_type(psp).webhook_secret_variable
     key = secret or os.environ.get(env_name)
     if not key and config_path:
         # The first secret of the config's connector of that type signs like the PSP.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bridge.config.schema import (
     MATCH,
@@ -32,10 +33,12 @@ from bridge.config.schema import (
 from bridge.config.yamlsource import Section, load_yaml
 from bridge.errors import ConfigError
 
+if TYPE_CHECKING:
+    from connectors import ConnectorType
+
 _CONNECTOR_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _ASSET = re.compile(r"^[A-Za-z0-9_]{2,32}$")
 MIN_SECRET_LENGTH = 24  # real whsec_ (38+) and pdl_ntfset_ (60+) secrets are longer
-DEFAULT_TOLERANCE = {"stripe": 300.0, "paddle": 300.0}
 
 
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
@@ -203,7 +206,8 @@ def _connector(name: str, section: Section) -> ConnectorConfig:
                 (*section.path, "rules", index, "name"),
                 f"two rules are named {rule_name!r}; rule names key the adjustments",
             )
-    tolerance = section.duration("tolerance", DEFAULT_TOLERANCE.get(kind, 300.0))
+    default_tolerance = types[kind].default_tolerance if kind in types else 300.0
+    tolerance = section.duration("tolerance", default_tolerance)
     return ConnectorConfig(
         name=name,
         type=kind,
@@ -216,21 +220,17 @@ def _connector(name: str, section: Section) -> ConnectorConfig:
         rules=rules,
         api_key=section.text("api_key") or None,
         api_base=_api_base(section),
-        api_version=_api_version(section, kind),
+        api_version=_api_version(section, types.get(kind)),
     )
 
 
-def _api_version(section: Section, kind: str) -> str:
+def _api_version(section: Section, kind: ConnectorType | None) -> str:
     value = section.text("api_version")
     if value is None:
         return "1"
-    if kind != "paddle":
-        section.error(
-            "api_version",
-            "only for paddle (Stripe lists each event in the API version it was created with)",
-        )
-    elif not value.isdigit():
-        section.error("api_version", f"must be a Paddle API version number, got {value!r}")
+    error = kind.api_version_error(value) if kind is not None else None
+    if error is not None:
+        section.error("api_version", error)
     return value
 
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from bridge.config.schema import Config
+from connectors import connector_type
 
 
 def config_warnings(config: Config) -> list[str]:
     warnings = []
     for connector in config.connectors.values():
+        kind = connector_type(connector.type)
         for rule in connector.rules:
-            if "payment_intent.succeeded" in rule.on and rule.when.metadata == {}:
-                warnings.append(
-                    f"{config.path}:{rule.line}: rule {rule.name} credits payment_intent.succeeded "
-                    "without a metadata condition: subscription renewals fire it too, so "
-                    "invoices would be credited twice (add when: metadata: {credyt_topup: 'true'})"
-                )
+            warning = kind.rule_warning(rule.on, rule.when.metadata)
+            if warning is not None:
+                warnings.append(f"{config.path}:{rule.line}: rule {rule.name} {warning}")
     return warnings

@@ -18,12 +18,14 @@ from bridge.errors import EventError
 from bridge.events import Kind, PaymentEvent
 from bridge.money import encode_json, format_amount
 from bridge.storage.records import NewAdjustment
+from connectors import connector_names, connector_type
 
 # The namespace of every transaction id the bridge derives. Never change it: the ids of
 # past adjustments, and so Credyt's idempotency across a wiped database, depend on it.
 TRANSACTION_NAMESPACE = uuid.UUID("3f0c6a4e-9a51-4c36-8f5e-0a8d9c2b7e11")
 
-PSP_TITLES = {"stripe": "Stripe", "paddle": "Paddle"}
+# How adjustment descriptions name each PSP, from its connector type.
+PSP_TITLES = {name: connector_type(name).title for name in connector_names()}
 
 
 def transaction_id(psp: str, key: str, rule: str) -> str:
