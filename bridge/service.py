@@ -21,7 +21,8 @@ from bridge.credyt.assets import AssetPrecisions
 from bridge.credyt.client import CredytClient
 from bridge.credyt.key import KeyCheck
 from bridge.delivery.breaker import CircuitBreaker
-from bridge.delivery.deliverer import Deliverer, RetryPolicy
+from bridge.delivery.deliverer import Deliverer
+from bridge.delivery.retry import RetryPolicy
 from bridge.metrics import Metrics
 from bridge.pressure import IngestPressure
 from bridge.processing.customers import CustomerResolver

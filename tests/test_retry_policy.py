@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from bridge.config.schema import DeliveryConfig
-from bridge.delivery.deliverer import RetryPolicy
+from bridge.delivery.retry import RetryPolicy
 
 POLICY = RetryPolicy(
     initial=1.0,
