@@ -453,7 +453,7 @@ def test_migration_to_autoincrement_keeps_rows_and_the_decisions_they_stand_for(
     outbox says was credited becomes a decision that prune can not take away."""
     import sqlite_utils
 
-    from bridge import sqlite_store
+    from bridge.storage import sqlite as sqlite_store
 
     path = str(tmp_path / "old.db")
     conn = sqlite3.connect(path, isolation_level=None)
