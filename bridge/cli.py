@@ -721,9 +721,9 @@ def backfill(
     Example:
       STRIPE_API_KEY=rk_live_... credyt-bridge backfill stripe --since 3d
     """
+    from bridge.errors import BackfillError
     from bridge.operating.backfill import (
         API_KEY_VARIABLES,
-        BackfillError,
         BackfillSummary,
         open_source,
         rule_event_types,

@@ -473,7 +473,8 @@ def test_paddle_backfill_cut_off_by_5xx_resumes_where_it_stopped(
 def test_paddle_retry_waits_follow_retry_after_then_a_capped_doubling(
     psp_api: tuple[PspApi, str],
 ) -> None:
-    from bridge.operating.backfill import BackfillError, PaddleEvents
+    from bridge.errors import BackfillError
+    from bridge.operating.backfill import PaddleEvents
 
     api, api_url = psp_api
     api.paddle_events = paddle_series("cust_x", 2)
@@ -649,7 +650,8 @@ def test_stripe_backfill_cut_off_by_5xx_resumes_after_the_last_stored_event(
 
 
 def test_each_listed_event_is_cut_from_the_response_text_exactly() -> None:
-    from bridge.operating.backfill import BackfillError, _raw_list
+    from bridge.errors import BackfillError
+    from bridge.operating.backfill import _raw_list
 
     page = (
         '{ "object" : "list",\n "url": "/v1/events", "has_more": false,\n'

@@ -55,11 +55,9 @@ Faults apply to API requests only (``only`` narrows them to one group: ``adjustm
 after the status line and headers, so the client sees a broken response). The counters
 count down as faults fire.
 
-Errors raised on purpose:
-
-    BridgeError
-    └── SandboxError   a refused sandbox operation; carries the HTTP status and problem
-                       fields it is answered with (409 taken id, 404 unknown, 422 invalid)
+Errors raised on purpose: SandboxError (in bridge.errors' tree), a refused sandbox
+operation; it carries the HTTP status and problem fields it is answered with (409 taken
+id, 404 unknown, 422 invalid).
 """
 
 from __future__ import annotations
@@ -86,7 +84,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bridge.errors import BridgeError
+from bridge.errors import SandboxError
 from bridge.receiving.servers import base_url, bind_socket, make_server
 
 API_KEY_HEADER = "X-CREDYT-API-KEY"
@@ -108,24 +106,6 @@ _PROBLEM_TYPES = {
     422: "https://tools.ietf.org/html/rfc9110#section-15.5.21",
     429: "https://tools.ietf.org/html/rfc6585#section-4",
 }
-
-
-class SandboxError(BridgeError):
-    """A refused sandbox operation, answered over HTTP as a problem document."""
-
-    def __init__(
-        self,
-        status_code: int,
-        title: str,
-        detail: str = "",
-        *,
-        errors: Mapping[str, list[str]] | None = None,
-    ) -> None:
-        super().__init__(detail or title)
-        self.status_code = status_code
-        self.title = title
-        self.detail = detail
-        self.errors = dict(errors or {})
 
 
 class FaultSettings(TypedDict, total=False):

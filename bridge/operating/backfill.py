@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bridge.config.schema import ConnectorConfig
-from bridge.errors import BridgeError, MalformedEventError
+from bridge.errors import BackfillError, MalformedEventError
 from bridge.storage.store import Store
 from connectors import Connector
 
@@ -41,10 +41,6 @@ PADDLE_PER_PAGE = 200
 # What Paddle's API reference says a key needs for `GET /events`.
 PADDLE_EVENTS_PERMISSION = "notification.read"
 API_KEY_VARIABLES = {"stripe": "STRIPE_API_KEY", "paddle": "PADDLE_API_KEY"}
-
-
-class BackfillError(BridgeError):
-    """The PSP's API could not be listed (key refused, unreachable, unexpected answer)."""
 
 
 @dataclass(frozen=True)
