@@ -563,23 +563,15 @@ def replay(
 async def _replay(
     config: Config, store: Store, rows: Sequence[InboxRow], dry_run: bool
 ) -> list[ReplayOutcome]:
-    from bridge.credyt.assets import AssetPrecisions
     from bridge.credyt.client import CredytClient
     from bridge.operating.operations import replay_events
-    from bridge.processing.customers import CustomerResolver
-    from bridge.processing.processor import Processor
-    from bridge.service import connector_runtimes
+    from bridge.service import build_processor
 
     client = CredytClient(
         config.credyt.api_url, config.credyt.api_key, timeout=config.credyt.timeout
     )
     try:
-        processor = Processor(
-            store,
-            connector_runtimes(config),
-            CustomerResolver(client, 0),
-            assets=AssetPrecisions(client, config.credyt.assets),
-        )
+        processor = build_processor(config, store, client, customer_cache=0)
         return await replay_events(processor, rows, dry_run=dry_run)
     finally:
         await client.aclose()
