@@ -9,13 +9,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bridge.errors import BridgeError
+from bridge.errors import BackfillError
 
 DAY = 86400.0
-
-
-class BackfillError(BridgeError):
-    """The PSP's API could not be listed (key refused, unreachable, unexpected answer)."""
 
 
 @dataclass(frozen=True)

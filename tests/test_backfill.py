@@ -473,7 +473,7 @@ def test_paddle_backfill_cut_off_by_5xx_resumes_where_it_stopped(
 def test_paddle_retry_waits_follow_retry_after_then_a_capped_doubling(
     psp_api: tuple[PspApi, str],
 ) -> None:
-    from connectors.listing import BackfillError
+    from bridge.errors import BackfillError
     from connectors.paddle.events_api import PaddleEvents
 
     api, api_url = psp_api
@@ -650,7 +650,7 @@ def test_stripe_backfill_cut_off_by_5xx_resumes_after_the_last_stored_event(
 
 
 def test_each_listed_event_is_cut_from_the_response_text_exactly() -> None:
-    from connectors.listing import BackfillError
+    from bridge.errors import BackfillError
     from connectors.listing import raw_list as _raw_list
 
     page = (

@@ -59,9 +59,9 @@ def backfill(
       STRIPE_API_KEY=rk_live_... credyt-bridge backfill stripe --since 3d
     """
     from bridge.config.schema import find_connector
+    from bridge.errors import BackfillError
     from bridge.operating.backfill import (
         API_KEY_VARIABLES,
-        BackfillError,
         BackfillSummary,
         open_source,
         rule_event_types,

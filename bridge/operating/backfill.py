@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.config.schema import ConnectorConfig
-from bridge.errors import MalformedEventError
+from bridge.errors import BackfillError, MalformedEventError
 from bridge.storage.store import Store
 from connectors import Connector, connector_names, connector_type
-from connectors.listing import BackfillError, EventSource, ListedEvent
+from connectors.listing import EventSource, ListedEvent
 
 __all__ = [
     "BackfillError",

@@ -20,21 +20,13 @@ from enum import Enum
 from typing import Any
 
 from bridge.config.yamlsource import parse_duration
-from bridge.errors import BridgeError, StoreError
+from bridge.errors import NotFoundError, OperationError, StoreError
 from bridge.events import Ignored, PaymentEvent, Waiting
 from bridge.processing.processor import ConnectorRuntime, Processor
 from bridge.storage.records import EventFilter, InboxRow, ProcessingResult, row_dict
 from bridge.storage.store import Store, open_store
 
 MAX_REPLAY = 10_000  # events one `replay --status` picks up at most
-
-
-class OperationError(BridgeError):
-    """An operator's request that can not be carried out (bad time, conflicting options)."""
-
-
-class NotFoundError(OperationError):
-    """No stored event or adjustment has that id."""
 
 
 # -- times ------------------------------------------------------------------------------

@@ -6,12 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bridge.config.schema import Config
-from bridge.credyt.assets import AssetPrecisions
 from bridge.credyt.client import CredytClient
 from bridge.operating.operations import ReplayOutcome, replay_events
-from bridge.processing.customers import CustomerResolver
-from bridge.processing.processor import Processor
-from bridge.service import connector_runtimes
+from bridge.service import build_processor
 from bridge.storage.records import InboxRow
 from bridge.storage.store import Store
 
@@ -24,12 +21,7 @@ async def replay_stored(
         config.credyt.api_url, config.credyt.api_key, timeout=config.credyt.timeout
     )
     try:
-        processor = Processor(
-            store,
-            connector_runtimes(config),
-            CustomerResolver(client, 0),
-            assets=AssetPrecisions(client, config.credyt.assets),
-        )
+        processor = build_processor(config, store, client, customer_cache=0)
         return await replay_events(processor, rows, dry_run=dry_run)
     finally:
         await client.aclose()

@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from connectors.listing import DAY, BackfillError, ListedEvent, raw_list
+from bridge.errors import BackfillError
+from connectors.listing import DAY, ListedEvent, raw_list
 
 PADDLE_API_BASE = "https://api.paddle.com"
 PADDLE_PER_PAGE = 200

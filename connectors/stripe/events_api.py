@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from connectors.listing import DAY, BackfillError, ListedEvent, raw_list
+from bridge.errors import BackfillError
+from connectors.listing import DAY, ListedEvent, raw_list
 
 STRIPE_API_BASE = "https://api.stripe.com"
 STRIPE_MAX_TYPES = 20  # Stripe's limit on types[] per list request

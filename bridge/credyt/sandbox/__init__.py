@@ -55,18 +55,17 @@ Faults apply to API requests only (``only`` narrows them to one group: ``adjustm
 after the status line and headers, so the client sees a broken response). The counters
 count down as faults fire.
 
-Errors raised on purpose:
-
-    BridgeError
-    └── SandboxError   a refused sandbox operation; carries the HTTP status and problem
-                       fields it is answered with (409 taken id, 404 unknown, 422 invalid)
+Errors raised on purpose: SandboxError (in bridge.errors' tree), a refused sandbox
+operation; it carries the HTTP status and problem fields it is answered with (409 taken
+id, 404 unknown, 422 invalid).
 """
 
 from bridge.credyt.sandbox.app import create_sandbox_app, serve_sandbox
 from bridge.credyt.sandbox.faults import FaultSettings
 from bridge.credyt.sandbox.gate import API_KEY_HEADER
 from bridge.credyt.sandbox.state import SandboxState
-from bridge.credyt.sandbox.wire import SandboxError, dumps_exact, loads_exact, validate_adjustment
+from bridge.credyt.sandbox.wire import dumps_exact, loads_exact, validate_adjustment
+from bridge.errors import SandboxError
 
 __all__ = [
     "API_KEY_HEADER",

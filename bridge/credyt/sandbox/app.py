@@ -22,7 +22,6 @@ from bridge.credyt.sandbox.state import SandboxState
 from bridge.credyt.sandbox.wire import (
     ExactJSONResponse,
     FieldChecker,
-    SandboxError,
     UsageEvent,
     invalid,
     json_object,
@@ -32,6 +31,7 @@ from bridge.credyt.sandbox.wire import (
     validate_usage_event,
     validation_error,
 )
+from bridge.errors import SandboxError
 from bridge.receiving.servers import base_url, bind_socket, make_server
 
 DEFAULT_PAGE_LIMIT = 20

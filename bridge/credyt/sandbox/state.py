@@ -15,7 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 from bridge.credyt.sandbox.faults import FaultAction, Faults, check_faults
-from bridge.credyt.sandbox.wire import AdjustmentRequest, SandboxError, UsageEvent, invalid
+from bridge.credyt.sandbox.wire import AdjustmentRequest, UsageEvent, invalid
+from bridge.errors import SandboxError
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 

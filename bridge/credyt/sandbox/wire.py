@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bridge.errors import BridgeError
+from bridge.errors import SandboxError
 
 REASONS = frozenset({"gift", "external_topup", "external_refund", "other"})
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
@@ -27,24 +27,6 @@ _PROBLEM_TYPES = {
     422: "https://tools.ietf.org/html/rfc9110#section-15.5.21",
     429: "https://tools.ietf.org/html/rfc6585#section-4",
 }
-
-
-class SandboxError(BridgeError):
-    """A refused sandbox operation, answered over HTTP as a problem document."""
-
-    def __init__(
-        self,
-        status_code: int,
-        title: str,
-        detail: str = "",
-        *,
-        errors: Mapping[str, list[str]] | None = None,
-    ) -> None:
-        super().__init__(detail or title)
-        self.status_code = status_code
-        self.title = title
-        self.detail = detail
-        self.errors = dict(errors or {})
 
 
 @dataclass(frozen=True, slots=True)
