@@ -66,7 +66,7 @@ def free_port() -> int:
 
 def serve(protocol: str, port: int, folder: str) -> None:
     """Run in the subprocess: the sandbox in a thread, the bridge on `port`."""
-    from bridge.config.schema import parse_config
+    from bridge.config.loading import parse_config
     from bridge.credyt.sandbox import SandboxState, create_sandbox_app
     from bridge.logs import configure_logging
     from bridge.receiving.servers import (

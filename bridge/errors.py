@@ -1,6 +1,8 @@
 """The bridge's exceptions, one tree rooted at BridgeError.
 
-BridgeError
+Every error the bridge and its connectors raise on purpose is one of these:
+
+BridgeError                  also raised as such for a refused `send` input
 ├── ConfigError              the config file is wrong; names file, line and key
 ├── WebhookError             an HTTP-facing refusal; carries its status code
 │   ├── SignatureError       400: bad, missing or stale signature
@@ -15,11 +17,23 @@ BridgeError
 │   ├── CustomerNotFoundError   no metadata id, and Credyt's look-up answered 404
 │   ├── CustomerLookupError     Credyt refused the look-up (400, 422, an odd 3xx...)
 │   └── InvalidCustomerIdError  a customer id from PSP metadata is not a safe id
-└── CredytError              Credyt answered badly or could not be reached
-    └── CredytUnavailableError  network failure, timeout, 408/425/429/5xx: try later
+├── CredytError              Credyt answered badly or could not be reached
+│   └── CredytUnavailableError  network failure, timeout, 408/425/429/5xx: try later
+├── OperationError           an operator's request (CLI, admin API) can not be carried
+│   │                        out: a bad time, limit or option (the admin API: 400)
+│   └── NotFoundError        no stored event or adjustment has that id (admin API: 404)
+├── BackfillError            a PSP's API could not be listed (key refused, unreachable,
+│                            an unexpected answer)
+└── SandboxError             the Credyt sandbox refused an operation; carries the HTTP
+                             status and problem fields it answers with
+
+Built-in exceptions raised inside a module and caught there (a parse step that turns
+a ValueError into one of these) are not part of the tree.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 
 class BridgeError(Exception):
@@ -103,3 +117,33 @@ class CredytUnavailableError(CredytError):
     ) -> None:
         super().__init__(message, status_code=status_code, body=body)
         self.retry_after = retry_after
+
+
+class OperationError(BridgeError):
+    """An operator's request that can not be carried out (bad time, conflicting options)."""
+
+
+class NotFoundError(OperationError):
+    """No stored event or adjustment has that id."""
+
+
+class BackfillError(BridgeError):
+    """The PSP's API could not be listed (key refused, unreachable, unexpected answer)."""
+
+
+class SandboxError(BridgeError):
+    """A refused sandbox operation, answered over HTTP as a problem document."""
+
+    def __init__(
+        self,
+        status_code: int,
+        title: str,
+        detail: str = "",
+        *,
+        errors: Mapping[str, list[str]] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status_code = status_code
+        self.title = title
+        self.detail = detail
+        self.errors = dict(errors or {})

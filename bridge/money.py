@@ -1,4 +1,4 @@
-"""Exact money: PSP minor units to Credyt major units, with each PSP's currency exponents.
+"""Exact money: PSP minor units to Credyt major units (each connector knows its exponents).
 
 No floats anywhere: amounts arrive as integers or strings of minor units and leave as
 Decimal major units.
@@ -11,17 +11,6 @@ from decimal import Decimal, InvalidOperation
 
 from bridge.errors import EventError
 
-# Stripe: currencies whose API amount is in whole units (exponent 0).
-STRIPE_ZERO_DECIMAL = frozenset(
-    "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split()
-)
-# Stripe: currencies with three decimals in the API (exponent 3).
-STRIPE_THREE_DECIMAL = frozenset("BHD JOD KWD OMR TND".split())
-
-# Paddle Billing: currencies whose amounts have no decimals. Everything else it sells in
-# has two.
-PADDLE_ZERO_DECIMAL = frozenset({"JPY", "KRW"})
-
 # The shape of an ISO 4217 code; anything else in a PSP payload fails the event.
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 # No PSP amount has more than 18 digits (Stripe's limit is 8). Longer ones are broken
@@ -29,23 +18,11 @@ _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 MAX_MINOR_DIGITS = 18
 
 
-def _checked_currency(currency: str) -> str:
+def checked_currency(currency: str) -> str:
+    """The upper-case code of an ISO 4217 currency; EventError for anything else."""
     if not isinstance(currency, str) or not _CURRENCY.match(currency):
         raise EventError(f"currency {currency!r} is not a three-letter ISO 4217 code")
     return currency.upper()
-
-
-def stripe_exponent(currency: str) -> int:
-    code = _checked_currency(currency)
-    if code in STRIPE_ZERO_DECIMAL:
-        return 0
-    if code in STRIPE_THREE_DECIMAL:
-        return 3
-    return 2
-
-
-def paddle_exponent(currency: str) -> int:
-    return 0 if _checked_currency(currency) in PADDLE_ZERO_DECIMAL else 2
 
 
 def parse_minor(value: object, *, field: str) -> int:

@@ -3,13 +3,17 @@
 `Bridge(config).app` is an ASGI app whose lifespan starts the two workers and, on
 shutdown (SIGTERM/SIGINT through uvicorn), stops claiming work, lets in-flight
 deliveries finish for a grace period, and leaves the rest in the outbox.
+
+`build_processor` is the one place a Processor is wired from a Config: the bridge's
+own, and the one `credyt-bridge replay` runs beside it (same connectors, rules, asset
+precisions and retries, so a replay decides as the running bridge would).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import structlog
@@ -21,7 +25,8 @@ from bridge.credyt.assets import AssetPrecisions
 from bridge.credyt.client import CredytClient
 from bridge.credyt.key import KeyCheck
 from bridge.delivery.breaker import CircuitBreaker
-from bridge.delivery.deliverer import Deliverer, RetryPolicy
+from bridge.delivery.deliverer import Deliverer
+from bridge.delivery.retry import RetryPolicy
 from bridge.metrics import Metrics
 from bridge.pressure import IngestPressure
 from bridge.processing.customers import CustomerResolver
@@ -54,6 +59,40 @@ def connector_runtimes(config: Config) -> dict[str, ConnectorRuntime]:
     return {name: ConnectorRuntime(c, make_connector(c)) for name, c in config.connectors.items()}
 
 
+def worker_lease(config: Config) -> float:
+    """Seconds a claimed event or adjustment stays hidden from other replicas: two
+    Credyt timeouts and some slack, so a live worker never loses its row."""
+    return 2 * config.credyt.timeout + 5
+
+
+def build_processor(
+    config: Config,
+    store: Store,
+    client: CredytClient,
+    *,
+    connectors: Mapping[str, ConnectorRuntime] | None = None,
+    customer_cache: float | None = None,
+    on_adjustments: Callable[[], None] = lambda: None,
+    metrics: Metrics | None = None,
+    pressure: IngestPressure | None = None,
+) -> Processor:
+    """The processor `config` describes, over `store` and `client`. `connectors`: the
+    runtimes to share (default: made from the config); `customer_cache`: seconds a
+    customer look-up is kept (default: `credyt.customer_cache`; 0 looks up afresh)."""
+    cache = config.credyt.customer_cache if customer_cache is None else customer_cache
+    return Processor(
+        store,
+        connector_runtimes(config) if connectors is None else connectors,
+        CustomerResolver(client, cache),
+        on_adjustments=on_adjustments,
+        metrics=metrics,
+        lease=worker_lease(config),
+        pressure=pressure,
+        assets=AssetPrecisions(client, config.credyt.assets),
+        retries=config.processing,
+    )
+
+
 class Bridge:
     def __init__(self, config: Config, store: Store | None = None) -> None:
         self.config = config
@@ -66,7 +105,6 @@ class Bridge:
             timeout=config.credyt.timeout,
             max_connections=config.credyt.concurrency,
         )
-        self.resolver = CustomerResolver(self.client, config.credyt.customer_cache)
         self.key_check = KeyCheck(self.client, config.connectors, self.metrics)
         self.pressure = IngestPressure()
         self.deliverer = Deliverer(
@@ -79,21 +117,20 @@ class Bridge:
                 threshold=config.delivery.breaker_threshold,
                 cooldown=config.delivery.breaker_cooldown,
             ),
-            lease=2 * config.credyt.timeout + 5,
+            lease=worker_lease(config),
             pressure=self.pressure,
             environment=lambda: self.key_check.account,
         )
-        self.processor = Processor(
+        self.processor = build_processor(
+            config,
             self.store,
-            self.connectors,
-            self.resolver,
+            self.client,
+            connectors=self.connectors,
             on_adjustments=self.deliverer.wake,
             metrics=self.metrics,
-            lease=2 * config.credyt.timeout + 5,
             pressure=self.pressure,
-            assets=AssetPrecisions(self.client, config.credyt.assets),
-            retries=config.processing,
         )
+        self.resolver = self.processor.resolver
         self.processor.credyt_target = self._credyt_target
         self.app: WebhookFastPath = create_app(
             store=self.store,

@@ -1,6 +1,7 @@
-"""PSP connectors: one module per PSP, the same contract in each.
+"""PSP connectors: one folder per PSP, the same contract in each, one registry.
 
-A connector knows three things about its PSP and nothing about Credyt or the store:
+A connector knows its PSP and nothing about Credyt or the store. An instance
+(`Connector`) reads webhooks:
 
 - `verify(headers, body)`: is this webhook genuinely from the PSP? Raises
   `SignatureError` (with a `reason`: missing, malformed, mismatch, stale) or returns.
@@ -9,63 +10,82 @@ A connector knows three things about its PSP and nothing about Credyt or the sto
 - `normalize(raw)`: the stored event as a `PaymentEvent`, or `Ignored` (with why) or
   `Waiting` (not final yet). Raises `EventError` when a payload we act on is broken.
 
-and, for `credyt-bridge send`, the demo and the tests, how to produce a webhook:
+Its class (`ConnectorType`) holds what the rest of the bridge asks about the PSP: its
+name and title, currency exponents, default tolerance, the event types and `when:`
+conditions its rules may use, config warnings, how to sign and produce sample webhooks
+(`send`, the demo, the tests), and its event list for `backfill`.
 
-- `sign(body, secret, timestamp)`: the signature headers the PSP would send.
-- `sample_event(event_type, ...)`: a realistic event payload.
+`REGISTRY` names every connector type; `connectors.base` is the skeleton they share.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
-from bridge.errors import EventError
+from bridge.errors import ConfigError
 from bridge.events import Envelope, Normalized
 
-# The moments a payment event may name. Anything outside is not a real payment's date
-# (`created: 10**17`, a Paddle `occurred_at` in year 9999); read as is, it breaks date
-# arithmetic (an expiry 30 days later overflows), so the event fails with this reason.
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST = datetime(2100, 1, 1, tzinfo=UTC)
-
-
-def checked_moment(what: str, value: object, moment: datetime | None) -> datetime | None:
-    """`moment` if it lies in [EARLIEST, LATEST); else EventError naming `what` and `value`."""
-    if moment is None or EARLIEST <= moment < LATEST:
-        return moment
-    raise EventError(_out_of_range(what, value))
-
-
-def moment_of_unix(what: str, value: int) -> datetime:
-    """A Unix time in seconds as an aware datetime, if it lies in [EARLIEST, LATEST)."""
-    if not EARLIEST.timestamp() <= value < LATEST.timestamp():
-        raise EventError(_out_of_range(what, value))
-    return datetime.fromtimestamp(value, UTC)
-
-
-def _out_of_range(what: str, value: object) -> str:
-    shown = str(value)
-    shown = shown if len(shown) <= 40 else shown[:40] + "..."
-    return (
-        f"{what} {shown} is out of range: a payment event's dates lie between "
-        f"{EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
-    )
+if TYPE_CHECKING:
+    from connectors.listing import EventSource
 
 
 class Connector(Protocol):
-    psp: str  # "stripe" | "paddle"
-    signature_header: str  # the header that carries the signature
+    @property
+    def psp(self) -> str: ...  # the connector type's name: "stripe", "paddle"
+
+    @property
+    def signature_header(self) -> str: ...  # the header that carries the signature
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> None: ...
 
     def envelope(self, body: bytes) -> Envelope: ...
 
-    def normalize(self, raw: Mapping[str, Any]) -> Normalized: ...
+    def normalize(self, raw: Mapping[str, object]) -> Normalized: ...
 
 
-class ConnectorFactory(Protocol):
+@dataclass(frozen=True)
+class SampleRequest:
+    """What `credyt-bridge send` asks a connector type to produce a webhook of."""
+
+    event_type: str
+    event_id: str
+    object_id: str
+    customer: str | None  # the Credyt customer id, put in the payment's metadata
+    psp_customer: str | None
+    amount_minor: int
+    currency: str
+    payment: str | None = None  # for reversals: the payment they reverse
+
+
+class ConnectorType(Protocol):
+    """A connector class: the constructor and the PSP's facts, checked by mypy."""
+
+    @property
+    def psp(self) -> str: ...
+
+    @property
+    def title(self) -> str: ...  # how adjustment descriptions name the PSP
+
+    @property
+    def webhook_secret_variable(self) -> str: ...  # STRIPE_WEBHOOK_SECRET...
+
+    @property
+    def api_key_variable(self) -> str: ...  # what backfill reads the API key from
+
+    @property
+    def default_tolerance(self) -> float: ...  # seconds a signature's timestamp may be off
+
+    @property
+    def condition_keys(self) -> frozenset[str]: ...  # the `when:` keys its events carry
+
+    @property
+    def linking_event_types(self) -> tuple[str, ...]: ...  # backfilled for reversal rules
+
+    @property
+    def object_prefixes(self) -> Mapping[str, str]: ...  # event type prefix -> id prefix
+
     def __call__(
         self,
         *,
@@ -75,26 +95,68 @@ class ConnectorFactory(Protocol):
         mode: str = "any",
     ) -> Connector: ...
 
+    def event_types(self) -> frozenset[str]: ...  # what a rule's `on:` may name
 
-def connector_types() -> dict[str, ConnectorFactory]:
-    """Connector classes by config `type`, imported lazily (each PSP's SDK loads when used)."""
-    from connectors.paddle import PaddleConnector
+    def exponent(self, currency: str) -> int: ...  # decimals of the PSP's amounts
+
+    def rule_warning(self, on: Sequence[str], metadata: Mapping[str, str]) -> str | None: ...
+
+    def api_version_error(self, value: str) -> str | None: ...  # of `api_version:`
+
+    def sign(self, body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]: ...
+
+    def sample(self, request: SampleRequest) -> dict[str, object]: ...
+
+    def events_api(self, api_key: str, api_base: str | None, api_version: str) -> EventSource: ...
+
+
+def _stripe() -> ConnectorType:
     from connectors.stripe import StripeConnector
 
-    return {"stripe": StripeConnector, "paddle": PaddleConnector}
+    return StripeConnector
 
 
-def known_event_types(connector_type: str) -> frozenset[str]:
+def _paddle() -> ConnectorType:
+    from connectors.paddle import PaddleConnector
+
+    return PaddleConnector
+
+
+# Every connector type by config `type`, each imported when first used (with its SDK).
+REGISTRY: dict[str, Callable[[], ConnectorType]] = {"stripe": _stripe, "paddle": _paddle}
+
+
+def connector_names() -> tuple[str, ...]:
+    """The config `type`s there are connectors for, without importing any."""
+    return tuple(REGISTRY)
+
+
+def connector_type(name: str) -> ConnectorType:
+    """The connector class of config `type` `name`; ConfigError if there is none."""
+    load = REGISTRY.get(name)
+    if load is None:
+        raise ConfigError(
+            f"unknown connector type {name!r} (expected one of: {', '.join(REGISTRY)})"
+        )
+    return load()
+
+
+def connector_types() -> dict[str, ConnectorType]:
+    """Connector classes by config `type`."""
+    return {name: load() for name, load in REGISTRY.items()}
+
+
+def known_event_types(name: str) -> frozenset[str]:
     """The event types a connector type acts on (what a rule's `on:` may name)."""
-    import importlib
-
-    module = importlib.import_module(f"connectors.{connector_type}")
-    return frozenset(module.EVENT_READERS)
+    return connector_type(name).event_types()
 
 
-def known_conditions(connector_type: str) -> frozenset[str]:
+def known_conditions(name: str) -> frozenset[str]:
     """The `when:` conditions a rule of this connector type can be matched on."""
-    import importlib
+    return connector_type(name).condition_keys
 
-    module = importlib.import_module(f"connectors.{connector_type}")
-    return frozenset(module.CONDITION_KEYS)
+
+def psp_title(psp: str) -> str:
+    """How messages and adjustment descriptions name a PSP: "Stripe", "Paddle"."""
+    load = REGISTRY.get(psp)
+    return load().title if load is not None else psp

@@ -18,7 +18,8 @@ import httpx
 import pytest
 import structlog
 
-from bridge.config.schema import Config, parse_config
+from bridge.config.loading import parse_config
+from bridge.config.schema import Config
 from bridge.credyt.sandbox import SandboxState, create_sandbox_app
 from bridge.logs import configure_logging
 from bridge.receiving.servers import serve_in_thread

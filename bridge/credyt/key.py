@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import structlog
 
-from bridge.config.schema import ConnectorConfig
+from bridge.config.schema import Config, ConnectorConfig
 from bridge.credyt.client import AccountContext, CredytClient
 from bridge.errors import ConfigError, CredytError, CredytUnavailableError
 from bridge.metrics import Metrics
@@ -62,6 +62,22 @@ async def check_key(
     if conflicts:
         raise ConfigError("; ".join(conflicts))
     return account
+
+
+async def check_key_online(config: Config) -> AccountContext:
+    """`check_key` with a client built from `config`; an unreachable Credyt is named with
+    its URL."""
+    client = CredytClient(
+        config.credyt.api_url, config.credyt.api_key, timeout=config.credyt.timeout
+    )
+    try:
+        return await check_key(client, config.connectors)
+    except CredytUnavailableError as exc:
+        raise CredytUnavailableError(
+            f"Credyt could not check the API key at {config.credyt.api_url}: {exc}"
+        ) from exc
+    finally:
+        await client.aclose()
 
 
 class KeyCheck:

@@ -18,14 +18,13 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 import structlog
 
-from bridge.config.schema import DeliveryConfig
 from bridge.credyt.client import AccountContext, CredytClient, Delivered
 from bridge.delivery.breaker import CircuitBreaker
+from bridge.delivery.retry import RetryPolicy
 from bridge.errors import CredytError, CredytUnavailableError, StoreError
 from bridge.metrics import Metrics
 from bridge.pressure import IngestPressure
@@ -36,48 +35,6 @@ log = structlog.get_logger("bridge.delivery.deliverer")
 
 POLL_SECONDS = 1.0
 KEY_WAIT = 5.0  # seconds a row for a named environment waits for the key check again
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When to try a failed delivery again, and when to give up (the row goes `dead`)."""
-
-    initial: float = 1.0  # seconds before the second attempt
-    multiplier: float = 2.0
-    maximum: float = 600.0  # no backoff step longer than this
-    jitter: float = 0.2  # +/- this fraction, so retries of a burst spread out
-    max_attempts: int = 30
-    max_age: float = 3 * 86400.0  # seconds since queued
-    retry_after_max: float = 3600.0  # a Retry-After longer than this is capped
-
-    @classmethod
-    def from_config(cls, config: DeliveryConfig) -> RetryPolicy:
-        return cls(
-            initial=config.backoff_initial,
-            maximum=config.backoff_max,
-            max_attempts=config.max_attempts,
-            max_age=config.max_age,
-            retry_after_max=config.retry_after_max,
-        )
-
-    def decide(
-        self, attempts: int, age: float, retry_after: float | None = None, rand: float = 0.5
-    ) -> float | None:
-        """Seconds until the next try after `attempts` failed ones, or None to give up.
-
-        `rand` in [0, 1) places the delay inside the jitter band (0.5: no jitter).
-        """
-        if attempts >= self.max_attempts:
-            return None
-        # The exponent is bounded: a float power overflows long before max_attempts might.
-        delay = min(self.maximum, self.initial * self.multiplier ** min(max(0, attempts - 1), 64))
-        # Jitter spreads a burst of retries; capped again, so no step exceeds `maximum`.
-        delay = min(self.maximum, delay * (1 + self.jitter * (2 * rand - 1)))
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.retry_after_max))
-        if age + delay > self.max_age:
-            return None
-        return delay
 
 
 class Deliverer:

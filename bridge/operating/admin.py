@@ -26,10 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, NotFoundError, OperationError
 from bridge.operating.operations import (
-    NotFoundError,
-    OperationError,
     adjustment_detail,
     event_detail,
     event_summary,

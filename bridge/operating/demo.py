@@ -25,16 +25,18 @@ import click
 import httpx
 
 from bridge.config import EXAMPLE_CONFIG
-from bridge.config.schema import load_config
+from bridge.config.loading import load_config
 from bridge.credyt.sandbox import SandboxState, create_sandbox_app
 from bridge.operating.tables import outbox_table
 from bridge.receiving.servers import base_url, bind_socket, make_server
 from bridge.service import Bridge
 from bridge.storage.records import AdjustmentStatus
-from connectors import paddle, stripe
+from connectors import connector_type, paddle, stripe
 
 STRIPE_SECRET = "whsec_demo_" + "0" * 24
 PADDLE_SECRET = "pdl_ntfset_demo_" + "0" * 24
+# The demo shows one Stripe and one Paddle connector; each signs with its own secret.
+SECRETS = {"stripe": STRIPE_SECRET, "paddle": PADDLE_SECRET}
 API_KEY = "key_sandbox_demo"
 
 
@@ -229,11 +231,8 @@ async def _send_all(url: str, steps: list[Step]) -> bool:
             if step.before is not None:
                 step.before()
             body = json.dumps(step.event).encode()
-            module = stripe if step.psp == "stripe" else paddle
-            secret = STRIPE_SECRET if step.psp == "stripe" else PADDLE_SECRET
-            response = await client.post(
-                f"/webhooks/{step.psp}", content=body, headers=module.sign(body, secret)
-            )
+            headers = connector_type(step.psp).sign(body, SECRETS[step.psp])
+            response = await client.post(f"/webhooks/{step.psp}", content=body, headers=headers)
             status = response.json().get("status") if response.status_code == 200 else None
             mark = "ok" if status == step.expect else "UNEXPECTED"
             ok = ok and status == step.expect

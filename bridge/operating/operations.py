@@ -10,6 +10,7 @@ A dry run calls `Processor.process`, which records nothing.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
@@ -19,21 +20,13 @@ from enum import Enum
 from typing import Any
 
 from bridge.config.yamlsource import parse_duration
-from bridge.errors import BridgeError, StoreError
+from bridge.errors import NotFoundError, OperationError, StoreError
 from bridge.events import Ignored, PaymentEvent, Waiting
 from bridge.processing.processor import ConnectorRuntime, Processor
 from bridge.storage.records import EventFilter, InboxRow, ProcessingResult, row_dict
-from bridge.storage.store import Store
+from bridge.storage.store import Store, open_store
 
 MAX_REPLAY = 10_000  # events one `replay --status` picks up at most
-
-
-class OperationError(BridgeError):
-    """An operator's request that can not be carried out (bad time, conflicting options)."""
-
-
-class NotFoundError(OperationError):
-    """No stored event or adjustment has that id."""
 
 
 # -- times ------------------------------------------------------------------------------
@@ -138,6 +131,18 @@ def event_detail(
 
 
 MAX_ROW_ID = 2**63 - 1  # the largest SQLite / PostgreSQL bigint row id
+
+
+def open_existing_store(database: str) -> Store:
+    """The serving bridge's store; a missing SQLite file is an error, not a new database."""
+    if "://" not in database or database.startswith("sqlite:///"):
+        path = database.removeprefix("sqlite:///")
+        if not os.path.exists(path):
+            raise OperationError(
+                f"no database at {path}: run the command with the serving bridge's config "
+                "(and from its directory when the path is relative)"
+            )
+    return open_store(database)
 
 
 def _row_ref(ref: str) -> bool:

@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import secrets
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 import httpx
 
 from bridge.errors import BridgeError
-from bridge.money import paddle_exponent, stripe_exponent
-
-# The id prefix of the object each event type carries, per PSP.
-OBJECT_PREFIXES = {
-    "stripe": {
-        "invoice.": "in_",
-        "invoice_payment.": "inpay_",
-        "payment_intent.": "pi_",
-        "checkout.session.": "cs_",
-        "refund.": "re_",
-        "charge.dispute.": "dp_",
-        "charge.": "ch_",
-    },
-    "paddle": {"transaction.": "txn_", "adjustment.": "adj_"},
-}
-EXPONENTS = {"stripe": stripe_exponent, "paddle": paddle_exponent}
+from connectors import SampleRequest, connector_type
 
 
 @dataclass(frozen=True)
@@ -52,7 +35,7 @@ def new_id(prefix: str) -> str:
 
 def minor_units(amount: str, psp: str, currency: str) -> int:
     try:
-        value = Decimal(amount).scaleb(EXPONENTS[psp](currency))
+        value = Decimal(amount).scaleb(connector_type(psp).exponent(currency))
     except InvalidOperation as exc:
         raise BridgeError(f"--amount {amount!r} is not a decimal number") from exc
     if not value.is_finite():
@@ -65,28 +48,27 @@ def minor_units(amount: str, psp: str, currency: str) -> int:
 
 
 def build_webhook(req: SendRequest) -> tuple[bytes, dict[str, str]]:
-    module: Any = importlib.import_module(f"connectors.{req.psp}")
+    kind = connector_type(req.psp)
     prefix = next(
-        (p for start, p in OBJECT_PREFIXES[req.psp].items() if req.event_type.startswith(start)),
+        (p for start, p in kind.object_prefixes.items() if req.event_type.startswith(start)),
         "obj_",
     )
-    kwargs: dict[str, Any] = {
-        "event_id": req.event_id or new_id("evt_"),
-        "object_id": req.object_id or new_id(prefix),
-        "customer": req.customer,
-        "amount_minor": minor_units(req.amount, req.psp, req.currency),
-        "currency": req.currency.lower() if req.psp == "stripe" else req.currency.upper(),
-    }
-    if req.psp_customer:
-        kwargs["psp_customer"] = req.psp_customer
-    if req.payment:
-        kwargs["transaction_id" if req.psp == "paddle" else "payment"] = req.payment
+    request = SampleRequest(
+        event_type=req.event_type,
+        event_id=req.event_id or new_id("evt_"),
+        object_id=req.object_id or new_id(prefix),
+        customer=req.customer,
+        psp_customer=req.psp_customer,
+        amount_minor=minor_units(req.amount, req.psp, req.currency),
+        currency=req.currency,
+        payment=req.payment,
+    )
     try:
-        event = module.sample_event(req.event_type, **kwargs)
+        event = kind.sample(request)
     except (ValueError, TypeError) as exc:
         raise BridgeError(str(exc)) from exc
     body = json.dumps(event).encode()
-    return body, module.sign(body, req.secret)
+    return body, kind.sign(body, req.secret)
 
 
 def send_webhook(req: SendRequest, timeout: float = 10.0) -> tuple[int, str]:

@@ -1,29 +1,40 @@
-"""Rules: which normalized events become which Credyt adjustments, and for how much.
+"""Rules: which normalized events become which Credyt credits, and for how much.
 
-Pure functions of the event and the config, so a replay of a stored event gives the
-same adjustments and the same transaction ids (credits: UUIDv5 of `psp:payment key:rule`;
-reversals, in bridge.processing: of the PSP refund and the credit it reverses).
+The building blocks are pure functions of the event and the config, so a replay of a
+stored event gives the same adjustments and the same transaction ids (credits: UUIDv5
+of `psp:payment key:rule`; reversals, in bridge.processing.reversals: of the PSP refund
+and the credit it reverses). `credit_payment` decides a payment event's credits against
+what was already decided for its payment, with its customer and its asset's precision.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
 from bridge.config.schema import ConnectorConfig, CreditSpec, Rule
-from bridge.credyt.assets import quantize
-from bridge.errors import EventError
+from bridge.credyt.assets import AssetPrecisions, quantize
+from bridge.errors import CredytUnavailableError, EventError
 from bridge.events import Kind, PaymentEvent
 from bridge.money import encode_json, format_amount
-from bridge.storage.records import NewAdjustment
+from bridge.processing.customers import CustomerResolver
+from bridge.processing.outcomes import failed, ignored, later, processed
+from bridge.storage.records import Decided, InboxRow, NewAdjustment, ProcessingResult
+from connectors import connector_names, connector_type
 
 # The namespace of every transaction id the bridge derives. Never change it: the ids of
 # past adjustments, and so Credyt's idempotency across a wiped database, depend on it.
 TRANSACTION_NAMESPACE = uuid.UUID("3f0c6a4e-9a51-4c36-8f5e-0a8d9c2b7e11")
 
-PSP_TITLES = {"stripe": "Stripe", "paddle": "Paddle"}
+# How adjustment descriptions name each PSP, from its connector type.
+PSP_TITLES = {name: connector_type(name).title for name in connector_names()}
+
+# How long a payment event that names no customer (Stripe invoice_payment.paid) waits
+# for another event of the same payment to credit it, before it is failed.
+CUSTOMER_HOLD = 7 * 86400.0
 
 
 def transaction_id(psp: str, key: str, rule: str) -> str:
@@ -203,3 +214,69 @@ def _expires_at(spec: CreditSpec, event: PaymentEvent, now: datetime) -> str | N
 
 def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+async def credit_payment(
+    row: InboxRow,
+    event: PaymentEvent,
+    config: ConnectorConfig,
+    rules: list[Rule],
+    recorded: list[Decided],
+    resolver: CustomerResolver,
+    assets: AssetPrecisions | None,
+) -> ProcessingResult:
+    """Credit a payment once: per rule (`match: all`) or once in all (`match: first`),
+    whichever of the payment's events and ids it arrives under. `recorded`: what was
+    decided for the payment so far; `assets`: None credits amounts as computed."""
+    credits = [a for a in recorded if a.kind == Kind.PAYMENT.value]
+    if config.match == "first":
+        mine = build_credit(rules[0], event, config, "")
+        other = [a for a in credits if a.transaction_id != mine.transaction_id]
+        if other:
+            return ignored(
+                row,
+                f"payment already credited by rule {other[0].rule} as "
+                f"{other[0].payment_key} (match: first credits a payment once)",
+                payment_key=event.payment_key,
+            )
+    else:
+        rules = [
+            r
+            for r in rules
+            if not any(a.rule == r.name and a.payment_key != event.payment_key for a in credits)
+        ]
+        if not rules:
+            return ignored(
+                row,
+                f"every matching rule already credited this payment as {credits[0].payment_key}",
+                payment_key=event.payment_key,
+            )
+    if event.customer_hint or event.psp_customer_id or not event.customer_later:
+        customer = await resolver.resolve(event, config.customer_metadata_key)
+    elif credits:
+        customer = credits[0].customer_id
+    elif time.time() - row.received_at < CUSTOMER_HOLD:
+        return later(
+            row,
+            f"held: {event.event_type} names no customer; waiting for another event of "
+            f"payment {event.payment_key} (e.g. invoice.paid) to credit it",
+            payment_key=event.payment_key,
+        )
+    else:
+        return failed(
+            row,
+            f"{event.event_type} names no customer and no other event of payment "
+            f"{event.payment_key} credited it within {CUSTOMER_HOLD:g}s",
+        )
+    precisions: dict[str, int | None] = {}
+    for rule in rules:
+        asset = credit_asset(rule, event)
+        try:
+            precisions[rule.name] = None if assets is None else await assets.precision(asset)
+        except CredytUnavailableError as exc:
+            return later(row, f"Credyt unavailable for the precision of asset {asset}: {exc}")
+    adjustments = tuple(
+        build_credit(rule, event, config, customer, precision=precisions[rule.name])
+        for rule in rules
+    )
+    return processed(row, event, customer, adjustments)

@@ -1,9 +1,9 @@
 """The writes both stores make, as SQL with `?` placeholders and their parameters.
 
-Recording an event's adjustments and a delivery's outcome is the money path; it is
-written once here, and each store runs these statements its own way (SQLite as is,
-PostgreSQL through `for_psycopg`). What really differs per backend (how held events
-are woken, notifications) stays in the store.
+Storing a webhook, recording an event's adjustments and a delivery's outcome are the
+money path; they are written once here, and each store runs these statements its own
+way (SQLite as is, PostgreSQL through `for_psycopg`). What really differs per backend
+(how held events are woken, notifications) stays in the store.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bridge.events import Envelope
 from bridge.storage.records import (
     AdjustmentStatus,
-    Decided,
     DeliveryOutcome,
     NewAdjustment,
     ProcessingResult,
 )
+from bridge.storage.rows import DECIDED_COLUMNS
 
 Statement = tuple[str, tuple[Any, ...]]
 
@@ -28,6 +29,42 @@ def for_psycopg(statement: Statement) -> Statement:
     """The same statement with psycopg's `%s` placeholders."""
     sql, params = statement
     return sql.replace("?", "%s"), params
+
+
+INSERT_EVENT = (
+    "INSERT INTO inbox (connector, event_id, event_type, livemode, received_at, body,"
+    " status, attempts, next_attempt_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)"
+    " ON CONFLICT (connector, event_id) DO NOTHING"
+)
+
+
+def insert_event(
+    connector: str, envelope: Envelope, body: bytes, received_at: float, livemode: object
+) -> Statement:
+    """A verified webhook, pending and due now; nothing if (connector, event id) is
+    already stored. `livemode` as the backend stores it (SQLite: 0/1, PostgreSQL: bool)."""
+    return (
+        INSERT_EVENT,
+        (
+            connector,
+            envelope.event_id,
+            envelope.event_type,
+            livemode,
+            received_at,
+            body,
+            received_at,
+            received_at,
+        ),
+    )
+
+
+# Adjustments back to pending, due now (three times `now`), with a fresh attempt budget;
+# each store adds the rows it applies to.
+REQUEUE_ADJUSTMENTS = (
+    "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+    " queued_at = ?, lease_until = NULL, updated_at = ?"
+)
 
 
 def insert_adjustment(adj: NewAdjustment, result: ProcessingResult, now: float) -> Statement:
@@ -142,20 +179,6 @@ def insert_attempt(outcome: DeliveryOutcome) -> Statement:
 # holds every adjustment ever decided, by the payment key it was recorded under; it is
 # never pruned. A decision reads the decided rows of the whole class of its event's ids.
 
-DECIDED_COLUMNS = (
-    "transaction_id, connector, rule, kind, payment_key, reversal_key, original, family,"
-    " customer_id, asset, account, amount, payment_amount_minor, reversed_minor"
-)
-
-
-# Every (id, payment key) pair the tables already know: what the v4 migration of either
-# store puts into classes.
-KNOWN_PAYMENT_IDS = (
-    "SELECT id, payment_key FROM payment_links UNION ALL"
-    " SELECT payment_key, payment_key FROM outbox UNION ALL"
-    " SELECT payment_key, payment_key FROM inbox WHERE payment_key IS NOT NULL"
-)
-
 
 def _marks(values: Sequence[object]) -> str:
     return ", ".join("?" * len(values))
@@ -204,11 +227,6 @@ def decided_for(ids: Sequence[str]) -> Statement:
         f"SELECT {DECIDED_COLUMNS} FROM decided WHERE payment_key IN ({_marks(ids)}) ORDER BY id",
         tuple(ids),
     )
-
-
-def decided_row(r: Sequence[object]) -> Decided:
-    names = [n.strip() for n in DECIDED_COLUMNS.split(",")]
-    return Decided(**dict(zip(names, r, strict=True)))  # type: ignore[arg-type]
 
 
 def insert_decided(adj: NewAdjustment, now: float) -> Statement:

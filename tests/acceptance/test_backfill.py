@@ -473,7 +473,8 @@ def test_paddle_backfill_cut_off_by_5xx_resumes_where_it_stopped(
 def test_paddle_retry_waits_follow_retry_after_then_a_capped_doubling(
     psp_api: tuple[PspApi, str],
 ) -> None:
-    from bridge.operating.backfill import BackfillError, PaddleEvents
+    from bridge.errors import BackfillError
+    from connectors.paddle.events_api import PaddleEvents
 
     api, api_url = psp_api
     api.paddle_events = paddle_series("cust_x", 2)
@@ -597,7 +598,7 @@ def test_backfilled_basil_invoice_is_debited_by_its_later_refund(
 
 
 def test_api_version_is_a_paddle_version_number_and_only_for_paddle(tmp_path: Path) -> None:
-    from bridge.config.schema import parse_config
+    from bridge.config.loading import parse_config
     from bridge.errors import ConfigError
 
     base = config_text(str(tmp_path / "bridge.db"), "http://127.0.0.1:9")
@@ -649,7 +650,8 @@ def test_stripe_backfill_cut_off_by_5xx_resumes_after_the_last_stored_event(
 
 
 def test_each_listed_event_is_cut_from_the_response_text_exactly() -> None:
-    from bridge.operating.backfill import BackfillError, _raw_list
+    from bridge.errors import BackfillError
+    from connectors.listing import raw_list as _raw_list
 
     page = (
         '{ "object" : "list",\n "url": "/v1/events", "has_more": false,\n'

@@ -311,7 +311,8 @@ def test_every_command_is_in_the_readme() -> None:
 
 
 def test_moments_are_durations_ago_or_iso_times() -> None:
-    from bridge.operating.operations import OperationError, parse_moment
+    from bridge.errors import OperationError
+    from bridge.operating.operations import parse_moment
 
     now = 1_800_000_000.0
     assert parse_moment("2h", now) == now - 7200

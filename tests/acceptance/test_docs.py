@@ -27,7 +27,8 @@ import pytest
 
 from bridge.config import schema as config_module
 from bridge.config import yamlsource
-from bridge.config.schema import Config, Expiry, load_config, parse_config
+from bridge.config.loading import load_config, parse_config
+from bridge.config.schema import Config, Expiry
 from bridge.config.yamlsource import parse_duration
 from bridge.errors import ConfigError
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.config.schema import parse_config
+from bridge.config.loading import parse_config
 from bridge.credyt.assets import AssetPrecisions, quantize
 from bridge.credyt.client import CredytClient
 from bridge.errors import ConfigError, CredytUnavailableError

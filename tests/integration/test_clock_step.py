@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bridge.config.schema import parse_config
+from bridge.config.loading import parse_config
 from bridge.events import Envelope, PaymentEvent
 from bridge.processing.rules import build_credit
 from bridge.service import make_connector

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from bridge.config.schema import parse_config
+from bridge.config.loading import parse_config
 from bridge.receiving.servers import serve_in_thread
 from bridge.service import Bridge
 from bridge.storage.records import AdjustmentStatus

@@ -25,17 +25,20 @@ import pytest
 from bridge.storage.records import EventStatus
 from bridge.storage.sqlite import SQLiteStore
 from connectors import paddle, stripe
-from tests.conftest import (
-    PADDLE_SECRET,
-    STRIPE_SECRET,
-    RunningBridge,
-    Sandbox,
-    bridge_config,
-)
+from tests.conftest import API_KEY, PADDLE_SECRET, STRIPE_SECRET, RunningBridge, Sandbox
 
 # config.example.yaml's Stripe rules, and a Paddle connector; {refund} names the reverse
 # rules, so a test can split or rename them.
-CONNECTORS = """
+CONFIG = """
+database: {database}
+credyt:
+  api_url: {api_url}
+  api_key: {api_key}
+  timeout: 10
+delivery:
+  backoff_initial: 0.05
+  backoff_max: 0.5
+connectors:
   stripe:
     type: stripe
     secrets: ["{stripe_secret}"]
@@ -81,13 +84,15 @@ def config(
     paddle_refunds: str = PADDLE_ONE_RULE,
     unknown: str = "hold",
 ) -> str:
-    connectors = CONNECTORS.format(
+    return CONFIG.format(
+        database=tmp_path / "bridge.db",
+        api_url=sandbox.url,
+        api_key=API_KEY,
         stripe_secret=STRIPE_SECRET,
         paddle_secret=PADDLE_SECRET,
         stripe_refunds=(stripe_refunds or ONE_REFUND_RULE).replace("{unknown}", unknown),
         paddle_refunds=paddle_refunds,
     )
-    return bridge_config(tmp_path / "bridge.db", sandbox.url, connectors, timeout=10)
 
 
 def send(running: RunningBridge, event_type: str, object_id: str, **kwargs: Any) -> str:
@@ -448,7 +453,7 @@ def test_migration_to_autoincrement_keeps_rows_and_the_decisions_they_stand_for(
     outbox says was credited becomes a decision that prune can not take away."""
     import sqlite_utils
 
-    from bridge.storage import sqlite as sqlite_store
+    from bridge.storage import sqlite_schema as sqlite_store
 
     path = str(tmp_path / "old.db")
     conn = sqlite3.connect(path, isolation_level=None)

@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bridge.config.schema import parse_config
+from bridge.config.loading import parse_config
 from bridge.receiving.servers import serve_in_thread
 from bridge.service import Bridge
 from bridge.storage.records import AdjustmentStatus, OutboxRow

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from bridge.credyt.client import CredytClient
-from bridge.delivery.deliverer import Deliverer, RetryPolicy
+from bridge.delivery.deliverer import Deliverer
+from bridge.delivery.retry import RetryPolicy
 from bridge.events import Envelope
 from bridge.storage.records import AdjustmentStatus, EventStatus, NewAdjustment, ProcessingResult
 from bridge.storage.sqlite import SQLiteStore

@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.config.schema import parse_config
+from bridge.config.loading import parse_config
 from bridge.service import Bridge
 from tests.conftest import Sandbox, bridge_config
 from tests.helpers.exactly_once import (

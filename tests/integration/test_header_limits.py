@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.config.schema import parse_config
+from bridge.config.loading import parse_config
 from bridge.receiving.servers import (
     MAX_HEADER_BYTES,
     MAX_HEADERS,

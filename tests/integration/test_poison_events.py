@@ -174,7 +174,7 @@ def test_a_crashing_event_is_not_retried_in_a_hot_loop_with_default_settings(
 
 
 def stripe_poison(kind: str) -> dict[str, Any]:
-    event = stripe.sample_event(
+    event: dict[str, Any] = stripe.sample_event(
         "invoice.paid", event_id=f"evt_poison_{kind}", object_id=f"in_{kind}", customer=CUSTOMER
     )
     if kind == "created":

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.credyt.sandbox import SandboxError, SandboxState, create_sandbox_app, dumps_exact
+from bridge.credyt.sandbox import SandboxState, create_sandbox_app, dumps_exact
+from bridge.errors import SandboxError
 from bridge.receiving.servers import serve_in_thread
 
 KEY = {"X-CREDYT-API-KEY": "key_sandbox"}

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli import cli
-from bridge.config.schema import parse_config
+from bridge.config.loading import parse_config
 from bridge.errors import MalformedEventError
 from bridge.events import Ignored, Kind, Normalized, PaymentEvent
 from bridge.processing.rules import build_credit, matching_rules

@@ -16,7 +16,7 @@ import sqlite_utils
 
 from bridge.errors import StoreError
 from bridge.events import Envelope
-from bridge.storage import sqlite as sqlite_store
+from bridge.storage import sqlite_schema as sqlite_store
 from bridge.storage.sqlite import SQLiteStore
 
 

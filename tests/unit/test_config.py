@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config.schema import Config, load_config, parse_config
+from bridge.config.loading import load_config, parse_config
+from bridge.config.schema import Config
 from bridge.config.yamlsource import parse_duration
 from bridge.errors import ConfigError
 

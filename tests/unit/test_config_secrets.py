@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.config.schema import MIN_SECRET_LENGTH, parse_config
+from bridge.config.loading import MIN_SECRET_LENGTH, parse_config
 from bridge.errors import ConfigError
 
 NEW = "whsec_" + "n" * 32

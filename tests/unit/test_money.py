@@ -11,13 +11,13 @@ from bridge.errors import EventError
 from bridge.money import (
     encode_json,
     format_amount,
-    paddle_exponent,
     parse_decimal,
     parse_minor,
-    stripe_exponent,
     to_major,
 )
 from bridge.processing.rules import proportional
+from connectors.paddle import currency_exponent as paddle_exponent
+from connectors.stripe import currency_exponent as stripe_exponent
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from bridge.config.schema import DeliveryConfig
-from bridge.delivery.deliverer import RetryPolicy
+from bridge.config.schema import DeliveryConfig, ProcessingConfig
+from bridge.delivery.retry import RetryPolicy
 
 POLICY = RetryPolicy(
     initial=1.0,
@@ -118,3 +118,23 @@ def test_from_config() -> None:
 def test_policy_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         POLICY.initial = 5.0  # type: ignore[misc]
+
+
+def test_the_processors_policy_doubles_from_its_config_without_jitter() -> None:
+    policy = RetryPolicy.for_processing(ProcessingConfig())
+    # attempt n (1-based) waits initial * 2**(n-1), at most backoff_max; 20 attempts
+    assert [policy.decide(n, 0.0) for n in (1, 2, 3, 9, 10, 19)] == [
+        2.0,
+        4.0,
+        8.0,
+        512.0,
+        600.0,
+        600.0,
+    ]
+    assert policy.decide(20, 0.0) is None
+    assert policy.decide(5, 10 * 86400.0, rand=0.0) == 32.0  # no jitter, no age limit
+
+
+def test_backoff_is_the_step_without_jitter_or_limits() -> None:
+    policy = RetryPolicy(initial=1.0, maximum=15.0, max_attempts=1)
+    assert [policy.backoff(n) for n in (0, 1, 2, 3, 4, 5, 50)] == [1, 1, 2, 4, 8, 15, 15]

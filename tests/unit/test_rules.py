@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from bridge.config.schema import parse_config
+from bridge.config.loading import parse_config
 from bridge.errors import ConfigError
 from bridge.events import PaymentEvent
 from bridge.processing.rules import credit_amount, matching_rules

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.config.schema import parse_config
+from bridge.config.loading import parse_config
 from bridge.service import Bridge
 from bridge.storage.records import EventFilter
 from bridge.storage.store import ChangeFeed

@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.config.schema import parse_config
+from bridge.config.loading import parse_config
 from bridge.credyt.sandbox import SandboxState, create_sandbox_app
 from bridge.errors import ConfigError
 from bridge.receiving.servers import serve_in_thread

@@ -54,7 +54,7 @@ def make_payment(customer: str, n: int) -> Payment:
     amount = 100 + n
     if n % 3 == 2:
         txn = unique("txn_")
-        event = paddle.sample_event(
+        event: dict[str, Any] = paddle.sample_event(
             "transaction.completed",
             event_id=unique("evt_"),
             object_id=txn,
@@ -67,7 +67,7 @@ def make_payment(customer: str, n: int) -> Payment:
             [("paddle", event["event_id"], _body(event))],
         )
     invoice = unique("in_")
-    webhooks = []
+    webhooks: list[tuple[str, str, bytes]] = []
     types = ["invoice.paid", "invoice.payment_succeeded"] if n % 5 == 0 else ["invoice.paid"]
     for event_type in types:
         event = stripe.sample_event(
@@ -77,7 +77,7 @@ def make_payment(customer: str, n: int) -> Payment:
             customer=customer,
             amount_minor=amount,
         )
-        webhooks.append(("stripe", event["id"], _body(event)))
+        webhooks.append(("stripe", str(event["id"]), _body(event)))
     return Payment(transaction_id("stripe", invoice, "subscription-payment"), amount, webhooks)
 
 

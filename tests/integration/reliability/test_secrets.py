@@ -16,6 +16,7 @@ import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -59,7 +60,7 @@ def run_flow(url: str, sandbox: Sandbox) -> list[str]:
         return answer.status_code
 
     def invoice(customer: str | None, psp_customer: str = "cus_x") -> dict[str, object]:
-        event = stripe.sample_event(
+        event: dict[str, Any] = stripe.sample_event(
             "invoice.paid",
             event_id=unique("evt_"),
             object_id=unique("in_"),
@@ -78,12 +79,12 @@ def run_flow(url: str, sandbox: Sandbox) -> list[str]:
     assert post("stripe", invoice(known), "whsec_forged_" + "f" * 24) == 400
     assert post("stripe", invoice(known), STRIPE_SECRET, timestamp=1) == 400
     txn = unique("txn_")
-    payment = paddle.sample_event(
+    payment: dict[str, Any] = paddle.sample_event(
         "transaction.completed", event_id=unique("evt_"), object_id=txn, customer=known
     )
     payment["data"]["custom_data"]["note"] = MARKER
     assert post("paddle", payment, PADDLE_SECRET) == 200
-    refund = paddle.sample_event(
+    refund: dict[str, Any] = paddle.sample_event(
         "adjustment.updated",
         event_id=unique("evt_"),
         object_id=unique("adj_"),

@@ -1,0 +1,114 @@
+"""Commands over the adjustments: `outbox list`, `outbox retry` and `prune`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from bridge.cli.options import (
+    ADJUSTMENT_STATUSES,
+    bridge_errors,
+    config_option,
+    existing_store,
+    json_option,
+    print_json,
+    require_config,
+)
+
+
+@click.group()
+def outbox() -> None:
+    """List the adjustments for Credyt and retry the ones that died.
+
+    \b
+    Example:
+      credyt-bridge outbox list --status dead
+      credyt-bridge outbox retry --dead
+    """
+
+
+@outbox.command("list")
+@config_option
+@click.option("--status", type=click.Choice(ADJUSTMENT_STATUSES), help="Only this state.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@json_option
+@bridge_errors
+def outbox_list(config_path: str | None, status: str | None, limit: int, as_json: bool) -> None:
+    """List adjustments, newest first.
+
+    \b
+    Example:
+      credyt-bridge outbox list --status dead --json
+    """
+    from bridge.operating.operations import plain
+    from bridge.operating.tables import outbox_table
+    from bridge.storage.records import row_dict
+
+    config = require_config(config_path)
+    with existing_store(config) as store:
+        rows = store.list_adjustments(status, limit)
+    if as_json:
+        print_json([plain(row_dict(r)) for r in rows])
+    elif rows:
+        click.echo(outbox_table(rows))
+    else:
+        click.echo("no adjustments match")
+
+
+@outbox.command("retry")
+@config_option
+@click.argument("refs", nargs=-1, metavar="[ID]...")
+@click.option("--dead", is_flag=True, help="Retry every dead adjustment.")
+@bridge_errors
+def outbox_retry(config_path: str | None, refs: tuple[str, ...], dead: bool) -> None:
+    """Queue adjustments again, due now, with a fresh attempt budget.
+
+    ID is the row id from `outbox list` or the transaction id. Delivered ones are
+    left alone. The running bridge picks them up within a second.
+
+    \b
+    Example:
+      credyt-bridge outbox retry 17 18
+      credyt-bridge outbox retry --dead
+    """
+    from bridge.operating.operations import retry_adjustments
+
+    config = require_config(config_path)
+    with existing_store(config) as store:
+        count = asyncio.run(retry_adjustments(store, refs, dead=dead))
+    click.echo(f"{count} adjustment(s) queued again; the running bridge delivers them")
+
+
+@click.command()
+@config_option
+@click.option(
+    "--older-than",
+    metavar="DURATION",
+    help="Age of the rows to delete, e.g. 90d (default: the config's retention, 30d).",
+)
+@bridge_errors
+def prune(config_path: str | None, older_than: str | None) -> None:
+    """Delete finished rows older than DURATION.
+
+    Deletes delivered adjustments with their delivery attempts (whole payments
+    only: a payment's credit stays while any of its refunds is recent or
+    unfinished), and processed or ignored events no kept adjustment refers to.
+    Failed and pending events and dead adjustments are always kept. A refund of a
+    pruned payment meets its reversal rule's unknown_original (hold, skip or
+    debit), so keep rows longer than refunds and disputes can come (Stripe
+    disputes: up to 120 days).
+
+    \b
+    Example:
+      credyt-bridge prune --older-than 180d
+    """
+    from bridge.operating.describe import summary_line
+    from bridge.operating.operations import parse_age
+    from bridge.operating.operations import prune as prune_rows
+
+    config = require_config(config_path)
+    seconds = config.retention if older_than is None else parse_age(older_than)
+    with existing_store(config) as store:
+        counts = asyncio.run(prune_rows(store, seconds))
+    click.echo(f"pruned rows older than {seconds / 86400:g} days: {summary_line(counts)}")

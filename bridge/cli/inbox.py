@@ -1,0 +1,172 @@
+"""Commands over the stored webhooks: `events list`, `events show` and `replay`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import click
+
+from bridge.cli.options import (
+    EVENT_STATUSES,
+    bridge_errors,
+    config_option,
+    existing_store,
+    json_option,
+    moment_option,
+    optional_moment,
+    print_json,
+    require_config,
+)
+
+
+@click.group()
+def events() -> None:
+    """List and inspect the webhooks the bridge stored.
+
+    \b
+    Example:
+      credyt-bridge events list --status failed --since 24h
+      credyt-bridge events show evt_1QfXzA2eZvKYlo2C
+    """
+
+
+@events.command("list")
+@config_option
+@click.option("--status", type=click.Choice(EVENT_STATUSES), help="Only events in this state.")
+@click.option("--connector", help="Only this connector's events (stripe, paddle, ...).")
+@click.option("--type", "event_type", metavar="TYPE", help="Only this event type.")
+@click.option("--customer", help="Only events credited to this Credyt customer id.")
+@moment_option("--since", "Received at or after")
+@moment_option("--until", "Received before")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@json_option
+@bridge_errors
+def events_list(
+    config_path: str | None,
+    status: str | None,
+    connector: str | None,
+    event_type: str | None,
+    customer: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List stored events, newest first.
+
+    \b
+    Example:
+      credyt-bridge events list --status failed --connector stripe --since 2h --json
+    """
+    from bridge.operating.operations import event_summary
+    from bridge.operating.tables import events_table
+    from bridge.storage.records import EventFilter
+
+    config = require_config(config_path)
+    flt = EventFilter(
+        status=status,
+        connector=connector,
+        event_type=event_type,
+        customer=customer,
+        since=optional_moment(since),
+        until=optional_moment(until),
+        limit=limit,
+    )
+    with existing_store(config) as store:
+        rows = store.list_events(flt)
+    if as_json:
+        print_json([event_summary(r) for r in rows])
+    elif rows:
+        click.echo(events_table(rows))
+    else:
+        click.echo("no events match")
+
+
+@events.command("show")
+@config_option
+@click.argument("ref", metavar="ID")
+@json_option
+@bridge_errors
+def events_show(config_path: str | None, ref: str, as_json: bool) -> None:
+    """Show one event: raw body, normalized form, adjustments and delivery attempts.
+
+    ID is the row id from `events list` or the PSP's event id (evt_...).
+
+    \b
+    Example:
+      credyt-bridge events show evt_1QfXzA2eZvKYlo2C
+    """
+    from bridge.operating.describe import event_text
+    from bridge.operating.operations import event_detail
+    from bridge.service import connector_runtimes
+
+    config = require_config(config_path)
+    with existing_store(config) as store:
+        detail = event_detail(store, connector_runtimes(config), ref)
+    if as_json:
+        print_json(detail)
+    else:
+        click.echo(event_text(detail))
+
+
+@click.command()
+@config_option
+@click.argument("refs", nargs=-1, metavar="[ID]...")
+@click.option("--status", type=click.Choice(EVENT_STATUSES), help="Replay every event in it.")
+@click.option("--connector", help="With --status: only this connector's events.")
+@moment_option("--since", "With --status: received at or after")
+@moment_option("--until", "With --status: received before")
+@click.option("--dry-run", is_flag=True, help="Print what the rules would produce; change nothing.")
+@json_option
+@bridge_errors
+def replay(
+    config_path: str | None,
+    refs: tuple[str, ...],
+    status: str | None,
+    connector: str | None,
+    since: str | None,
+    until: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Re-run the current rules on stored events.
+
+    Runs here, against the serving bridge's database: customers are looked up in
+    Credyt again, the outcome is recorded, and new adjustments go to the outbox,
+    where the running bridge delivers them within a second. Replay is always safe:
+    the same payment gives the same transaction ids, so nothing is credited twice.
+
+    \b
+    Example:
+      credyt-bridge replay --status failed --since 24h --dry-run
+      credyt-bridge replay 42 evt_1QfXzA2eZvKYlo2C
+    """
+    from bridge.operating.operations import events_to_replay
+    from bridge.operating.replaying import replay_stored
+
+    config = require_config(config_path)
+    with existing_store(config) as store:
+        rows = events_to_replay(
+            store,
+            refs,
+            status=status,
+            connector=connector,
+            since=optional_moment(since),
+            until=optional_moment(until),
+        )
+        outcomes = asyncio.run(replay_stored(config, store, rows, dry_run))
+    if as_json:
+        print_json([o.as_dict() for o in outcomes])
+        return
+    for outcome in outcomes:
+        click.echo(outcome.describe())
+    new = sum(len(o.new_transaction_ids) for o in outcomes)
+    statuses = Counter(o.result.status.value for o in outcomes)
+    verb = "would leave" if dry_run else "left"
+    click.echo(
+        f"{'dry run: ' if dry_run else ''}{len(outcomes)} event(s) replayed; {verb} "
+        + (", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) or "nothing")
+        + f"; {new} new adjustment(s)"
+        + ("" if dry_run or not new else " queued (the running bridge delivers them)")
+    )

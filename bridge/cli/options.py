@@ -1,0 +1,93 @@
+"""What the commands share: the --config, --json and time options, the config and
+store they open, and the BridgeError-to-message wrapper.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from bridge.config.loading import load_config
+from bridge.config.schema import Config
+from bridge.errors import BridgeError
+from bridge.logs import configure_logging
+
+if TYPE_CHECKING:
+    from bridge.storage.store import Store
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+CONFIG_HELP = "Config file (default: $BRIDGE_CONFIG)."
+EVENT_STATUSES = ("pending", "processed", "ignored", "failed")
+ADJUSTMENT_STATUSES = ("pending", "delivered", "dead")
+
+
+def config_option(fn: F) -> F:
+    return click.option(
+        "--config",
+        "config_path",
+        envvar="BRIDGE_CONFIG",
+        metavar="FILE",
+        help=CONFIG_HELP,
+    )(fn)
+
+
+def require_config(config_path: str | None) -> Config:
+    if not config_path:
+        raise click.ClickException("no config file: pass --config FILE or set BRIDGE_CONFIG")
+    return load_config(config_path)
+
+
+def bridge_errors(fn: F) -> F:
+    """Turn a BridgeError into a one-line message and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BridgeError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
+        fn
+    )
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+@contextmanager
+def existing_store(config: Config) -> Iterator[Store]:
+    """The serving bridge's store, closed on the way out; see `open_existing_store`."""
+    from bridge.operating.operations import open_existing_store
+
+    configure_logging("warning")  # stderr; stdout is the command's answer
+    store = open_existing_store(config.database)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def moment_option(name: str, what: str) -> Callable[[F], F]:
+    return click.option(
+        name,
+        metavar="WHEN",
+        help=f"{what}: a duration ago (30m, 2h, 7d) or an ISO time (2026-11-24T09:00Z).",
+    )
+
+
+def optional_moment(text: str | None) -> float | None:
+    from bridge.operating.operations import parse_moment
+
+    return None if text is None else parse_moment(text)

@@ -1,0 +1,376 @@
+"""The bridge's configuration: one YAML file, validated at start-up into the frozen
+objects of `schema`.
+
+A mistake is reported with the file, the line and the key
+(`config.yaml:14: connectors.stripe.rules[0].on: unknown Stripe event type ...`) and
+the process does not start. `docs/configuration.md` documents every key.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bridge.config.schema import (
+    MATCH,
+    MODES,
+    REASONS,
+    UNKNOWN_ORIGINAL,
+    Conditions,
+    Config,
+    ConnectorConfig,
+    CreditSpec,
+    CredytConfig,
+    DeliveryConfig,
+    Expiry,
+    ProcessingConfig,
+    ReverseSpec,
+    Rule,
+    ServerConfig,
+)
+from bridge.config.yamlsource import Section, load_yaml
+from bridge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from connectors import ConnectorType
+
+_CONNECTOR_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_ASSET = re.compile(r"^[A-Za-z0-9_]{2,32}$")
+MIN_SECRET_LENGTH = 24  # real whsec_ (38+) and pdl_ntfset_ (60+) secrets are longer
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the config file: {exc.strerror}") from exc
+    return parse_config(text, file, environ)
+
+
+def parse_config(
+    text: str, file: str = "config.yaml", environ: dict[str, str] | None = None
+) -> Config:
+    data, source = load_yaml(text, file, environ)
+    top = Section(data, (), source)
+    top.only(
+        "database",
+        "credyt",
+        "delivery",
+        "processing",
+        "server",
+        "connectors",
+        "log_level",
+        "retention",
+    )
+    credyt = _credyt(top.section("credyt"))
+    delivery = _delivery(top.section("delivery"))
+    processing = _processing(top.section("processing"))
+    server = _server(top.section("server"))
+    connectors_section = top.section("connectors")
+    if not connectors_section.data:
+        top.error("connectors", "at least one connector is required")
+    connectors = {name: _connector(name, section) for name, section in connectors_section.items()}
+    config = Config(
+        path=file,
+        database=top.text("database", "bridge.db") or "bridge.db",
+        credyt=credyt,
+        delivery=delivery,
+        server=server,
+        connectors=connectors,
+        log_level=top.choice("log_level", ("debug", "info", "warning", "error"), "info"),
+        retention=top.duration("retention", 30 * 86400.0) or 30 * 86400.0,
+        processing=processing,
+    )
+    source.raise_errors()
+    return config
+
+
+def _credyt(section: Section) -> CredytConfig:
+    section.only("api_url", "api_key", "timeout", "concurrency", "customer_cache", "assets")
+    api_url = section.text("api_url", CredytConfig.api_url) or CredytConfig.api_url
+    if not api_url.startswith(("http://", "https://")):
+        section.error("api_url", f"must be an http(s) URL, got {api_url!r}")
+    return CredytConfig(
+        api_url=api_url.rstrip("/"),
+        api_key=section.text("api_key", required=True) or "",
+        timeout=section.duration("timeout", 10.0) or 10.0,
+        concurrency=section.whole("concurrency", 32, minimum=1),
+        customer_cache=section.duration("customer_cache", 300.0) or 0.0,
+        assets=_asset_precisions(section.section("assets")),
+    )
+
+
+MAX_PRECISION = 18
+
+
+def _asset_precisions(section: Section) -> dict[str, int]:
+    """`credyt.assets`: asset code -> decimal places, e.g. `{TOK: 0, CREDITS: 4}`."""
+    found: dict[str, int] = {}
+    for code in section.data:
+        if not isinstance(code, str) or not _ASSET.match(code):
+            section.error(str(code), "must be an asset code (2-32 letters, digits or _)")
+            continue
+        places = section.whole(code, 0)
+        if places > MAX_PRECISION:
+            section.error(code, f"must be at most {MAX_PRECISION} decimal places, got {places}")
+            continue
+        found[code.upper()] = places
+    return found
+
+
+def _delivery(section: Section) -> DeliveryConfig:
+    section.only(
+        "max_attempts",
+        "max_age",
+        "backoff_initial",
+        "backoff_max",
+        "retry_after_max",
+        "breaker_threshold",
+        "breaker_cooldown",
+    )
+    d = DeliveryConfig()
+    return DeliveryConfig(
+        max_attempts=section.whole("max_attempts", d.max_attempts, minimum=1),
+        max_age=section.duration("max_age", d.max_age) or d.max_age,
+        backoff_initial=section.duration("backoff_initial", d.backoff_initial) or d.backoff_initial,
+        backoff_max=section.duration("backoff_max", d.backoff_max) or d.backoff_max,
+        retry_after_max=section.duration("retry_after_max", d.retry_after_max) or d.retry_after_max,
+        breaker_threshold=section.whole("breaker_threshold", d.breaker_threshold, minimum=1),
+        breaker_cooldown=section.duration("breaker_cooldown", d.breaker_cooldown)
+        or d.breaker_cooldown,
+    )
+
+
+def _processing(section: Section) -> ProcessingConfig:
+    section.only("max_attempts", "backoff_initial", "backoff_max")
+    d = ProcessingConfig()
+    return ProcessingConfig(
+        max_attempts=section.whole("max_attempts", d.max_attempts, minimum=1),
+        backoff_initial=section.duration("backoff_initial", d.backoff_initial) or d.backoff_initial,
+        backoff_max=section.duration("backoff_max", d.backoff_max) or d.backoff_max,
+    )
+
+
+def _server(section: Section) -> ServerConfig:
+    section.only("max_body_bytes", "admin_token")
+    token = section.text("admin_token")
+    if token is None and section.has("admin_token"):
+        section.error("admin_token", "is empty (remove the key to turn the admin API off)")
+    if token is not None and len(token) < 16:
+        section.error("admin_token", "must be at least 16 characters")
+    return ServerConfig(
+        max_body_bytes=section.whole("max_body_bytes", ServerConfig.max_body_bytes, minimum=1024),
+        admin_token=token,
+    )
+
+
+def _connector(name: str, section: Section) -> ConnectorConfig:
+    from connectors import connector_types, known_event_types
+
+    section.only(
+        "type",
+        "secrets",
+        "tolerance",
+        "mode",
+        "customer_metadata_key",
+        "match",
+        "rules",
+        "api_key",
+        "api_base",
+        "api_version",
+    )
+    if not _CONNECTOR_NAME.match(name):
+        section.error(
+            None, "connector names are lower-case letters, digits, - and _ (used in URLs)"
+        )
+    kind = section.text("type", required=True) or ""
+    types = connector_types()
+    if kind and kind not in types:
+        section.error(
+            "type", f"unknown connector type {kind!r} (expected one of: {', '.join(types)})"
+        )
+    secrets = section.texts("secrets")
+    if not secrets:
+        section.error("secrets", "at least one webhook signing secret is required")
+    for index, secret in enumerate(secrets):
+        _check_secret(section, ("secrets", index), secret)
+    events = known_event_types(kind) if kind in types else frozenset()
+    rules = tuple(_rule(rule, kind, events) for rule in section.sections("rules"))
+    names = [rule.name for rule in rules]
+    for index, rule_name in enumerate(names):
+        if names.index(rule_name) != index:
+            section.source.error(
+                (*section.path, "rules", index, "name"),
+                f"two rules are named {rule_name!r}; rule names key the adjustments",
+            )
+    default_tolerance = types[kind].default_tolerance if kind in types else 300.0
+    tolerance = section.duration("tolerance", default_tolerance)
+    return ConnectorConfig(
+        name=name,
+        type=kind,
+        secrets=secrets,
+        tolerance=tolerance or 0.0,
+        mode=section.choice("mode", MODES, "any"),
+        customer_metadata_key=section.text("customer_metadata_key", "credyt_customer_id")
+        or "credyt_customer_id",
+        match=section.choice("match", MATCH, "first"),
+        rules=rules,
+        api_key=section.text("api_key") or None,
+        api_base=_api_base(section),
+        api_version=_api_version(section, types.get(kind)),
+    )
+
+
+def _api_version(section: Section, kind: ConnectorType | None) -> str:
+    value = section.text("api_version")
+    if value is None:
+        return "1"
+    error = kind.api_version_error(value) if kind is not None else None
+    if error is not None:
+        section.error("api_version", error)
+    return value
+
+
+def _api_base(section: Section) -> str | None:
+    value = section.text("api_base") or None
+    if value is not None and not value.startswith(("http://", "https://")):
+        section.error("api_base", f"must be an http(s) URL, got {value!r}")
+    return value.rstrip("/") if value else None
+
+
+def _rule(section: Section, kind: str, events: frozenset[str]) -> Rule:
+    from connectors import connector_types, known_conditions
+
+    section.only("name", "on", "when", "credit", "reverse")
+    name = section.text("name", required=True) or f"rule{section.path[-1]}"
+    on = section.texts("on")
+    if not on:
+        section.error("on", "name at least one event type")
+    for event_type in on:
+        if events and event_type not in events:
+            section.error(
+                "on",
+                f"unknown {kind} event type {event_type!r} (known: {', '.join(sorted(events))})",
+            )
+    has_credit, has_reverse = section.has("credit"), section.has("reverse")
+    if has_credit == has_reverse:
+        section.error(None, "a rule has exactly one of credit: or reverse:")
+    when = section.section("when")
+    if kind in connector_types():
+        usable = known_conditions(kind)
+        for key in when.data:
+            if key not in usable and key in CONDITION_KEYS:
+                when.error(key, f"{kind} events have no {key}; a rule on it could never match")
+    return Rule(
+        name=name,
+        on=on,
+        when=_conditions(when),
+        credit=_credit(section.section("credit")) if has_credit else None,
+        reverse=_reverse(section.section("reverse")) if has_reverse else None,
+        line=section.source.line(section.path),
+    )
+
+
+CONDITION_KEYS = (
+    "billing_reason",
+    "origin",
+    "currency",
+    "price_ids",
+    "product_ids",
+    "livemode",
+    "metadata",
+)
+
+
+def _conditions(section: Section) -> Conditions:
+    section.only(*CONDITION_KEYS)
+    return Conditions(
+        billing_reason=section.texts("billing_reason"),
+        origin=section.texts("origin"),
+        currency=tuple(c.upper() for c in section.texts("currency")),
+        price_ids=section.texts("price_ids"),
+        product_ids=section.texts("product_ids"),
+        livemode=section.flag("livemode", None),
+        metadata=section.text_map("metadata"),
+    )
+
+
+def _check_secret(section: Section, key: tuple[str, int], secret: str) -> None:
+    """An empty or short webhook secret would let anyone sign: refuse it (never print it)."""
+    path = (*section.path, *key)
+    if not secret.strip():
+        section.source.error(path, "is empty (an unset variable with an empty ${VAR:-} default?)")
+    elif len(secret) < MIN_SECRET_LENGTH:
+        section.source.error(
+            path,
+            f"is {len(secret)} characters; a webhook signing secret has at least "
+            f"{MIN_SECRET_LENGTH} characters (copy the whole whsec_... or pdl_ntfset_... value)",
+        )
+
+
+def _credit(section: Section) -> CreditSpec:
+    section.only(
+        "asset",
+        "amount",
+        "per_unit",
+        "rate",
+        "account",
+        "reason",
+        "description",
+        "expires",
+        "metadata",
+    )
+    asset = section.text("asset")
+    if asset is not None and not _ASSET.match(asset):
+        section.error("asset", f"not an asset code: {asset!r}")
+    amount: Decimal | None = None
+    raw_amount = section.data.get("amount", "paid")
+    if raw_amount != "paid":
+        amount = section.decimal("amount")
+        if amount is not None and amount <= 0:
+            section.error("amount", "a fixed credit must be positive")
+    per_unit = bool(section.flag("per_unit", False))
+    if per_unit and raw_amount == "paid":
+        section.error("per_unit", "per_unit needs a fixed amount")
+    rate = section.decimal("rate", Decimal(1)) or Decimal(1)
+    if rate <= 0:
+        section.error("rate", "must be positive")
+    if (rate != 1 or amount is not None) and asset is None and section.has("rate"):
+        section.error("asset", "a rate converts into a custom asset: name the asset")
+    return CreditSpec(
+        asset=asset.upper() if asset and asset.isalpha() and len(asset) == 3 else asset,
+        amount=amount,
+        per_unit=per_unit,
+        rate=rate,
+        account=section.text("account", "default") or "default",
+        reason=section.choice("reason", REASONS, "external_topup"),
+        description=section.text("description"),
+        expires=_expiry(section),
+        metadata=section.text_map("metadata"),
+    )
+
+
+def _expiry(section: Section) -> Expiry:
+    value = section.data.get("expires")
+    if value is None or value == "never":
+        return Expiry()
+    if value == "period_end":
+        return Expiry("period_end")
+    seconds = section.duration("expires", None)
+    if seconds is None:
+        return Expiry()
+    return Expiry("after", seconds)
+
+
+def _reverse(section: Section) -> ReverseSpec:
+    section.only("reason", "description", "unknown_original", "hold_for", "metadata")
+    return ReverseSpec(
+        reason=section.choice("reason", REASONS, "external_refund"),
+        description=section.text("description"),
+        unknown_original=section.choice("unknown_original", UNKNOWN_ORIGINAL, "hold"),
+        hold_for=section.duration("hold_for", 7 * 86400.0) or 7 * 86400.0,
+        metadata=section.text_map("metadata"),
+    )

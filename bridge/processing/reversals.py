@@ -1,0 +1,342 @@
+"""Reversals: refunds, chargebacks and their reinstatements, against a payment's credits.
+
+Each debit (or credit back) is keyed by the PSP's refund (adjustment, dispute) and the
+credit it reverses, never by a rule's name: whichever rule, connector or event of the
+refund arrives, what was already reversed for it counts. A credit is reversed in
+proportion to the PSP amount and never past zero; a reversal that arrives before any
+credit is skipped, held or debited as its rule's `unknown_original` says. And when a
+later event links the ids of two `match: first` credits of one payment, the second is
+taken back (`take_back_duplicates`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from bridge.config.schema import ConnectorConfig, Rule
+from bridge.events import Kind, PaymentEvent
+from bridge.money import encode_json, format_amount
+from bridge.processing.customers import CustomerResolver
+from bridge.processing.outcomes import failed, ignored, later, processed
+from bridge.processing.rules import PSP_TITLES, adjustment_metadata, proportional, transaction_id
+from bridge.storage.records import Decided, InboxRow, NewAdjustment, ProcessingResult
+
+
+async def reverse_payment(
+    row: InboxRow,
+    event: PaymentEvent,
+    config: ConnectorConfig,
+    rules: list[Rule],
+    recorded: list[Decided],
+    resolver: CustomerResolver,
+) -> ProcessingResult:
+    """What a refund, chargeback or reinstatement event takes from (or gives back to)
+    the payment's credits, by the first of the matching `rules`.
+
+    A cumulative event (Stripe's charge.refunded) is not applied when a rule debits the
+    same refunds one by one from their own events."""
+    covering = next(
+        (r for r in config.rules if r.reverse and set(r.on) & set(event.covered_by)), None
+    )
+    if event.cumulative and covering is not None:
+        return ignored(
+            row,
+            f"{event.event_type} reports refunds cumulatively and rule {covering.name} "
+            f"debits them one by one ({', '.join(event.covered_by)}): not applied twice",
+            payment_key=event.payment_key,
+        )
+    rule = rules[0]
+    credits = [a for a in recorded if a.kind == Kind.PAYMENT.value]
+    ref = _reference(event)
+    if not event.cumulative and any(a.reversal_key == ref and a.original is None for a in recorded):
+        # Applied before the credit was known (unknown_original: debit): a replay or
+        # a later event of the same refund must not apply it again.
+        return ignored(
+            row,
+            f"{ref} was already applied before the bridge had a credit for payment "
+            f"{event.payment_key}",
+            payment_key=event.payment_key,
+        )
+    if not credits:
+        return await _reverse_unknown(row, event, config, rule, recorded, resolver)
+    adjustments = []
+    for credit in credits:
+        adjustment = _reversal_of(credit, rule, event, config, recorded)
+        if adjustment is not None:
+            adjustments.append(adjustment)
+    if not adjustments:
+        return ignored(
+            row,
+            f"nothing left to reverse on this payment for {ref}",
+            payment_key=event.payment_key,
+        )
+    return processed(row, event, credits[0].customer_id, tuple(adjustments))
+
+
+async def _reverse_unknown(
+    row: InboxRow,
+    event: PaymentEvent,
+    config: ConnectorConfig,
+    rule: Rule,
+    recorded: list[Decided],
+    resolver: CustomerResolver,
+) -> ProcessingResult:
+    """A reversal of a payment the bridge has no credit for: `unknown_original`."""
+    spec = rule.reverse
+    assert spec is not None
+    what = f"the bridge has no credit for payment {event.payment_key}"
+    if spec.unknown_original == "skip":
+        return ignored(
+            row,
+            f"{what}; rule {rule.name} skips such reversals",
+            payment_key=event.payment_key,
+        )
+    if spec.unknown_original == "hold":
+        if time.time() - row.received_at < spec.hold_for:
+            return later(row, f"held: {what} yet", payment_key=event.payment_key)
+        return failed(row, f"{what} after holding the reversal {spec.hold_for:g}s")
+    family = _family(event)
+    minor = event.amount_minor
+    if event.cumulative:  # only what earlier debits of the same kind did not take
+        minor -= sum(
+            _signed_minor(a) for a in recorded if a.original is None and a.family == family
+        )
+        if minor <= 0:
+            return ignored(
+                row,
+                f"{what}; {event.event_type} adds nothing to what was already applied",
+                payment_key=event.payment_key,
+            )
+    customer = await resolver.resolve(event, config.customer_metadata_key)
+    sign = -1 if event.kind is Kind.REVERSAL else 1
+    amount = proportional(event.amount, minor, event.amount_minor) * sign
+    body = _reversal_body(rule, event, config, event.currency, "default", amount, None)
+    adjustment = _new_reversal(
+        body, rule, event, config, customer, event.currency, "default", amount, minor
+    )
+    return replace(
+        processed(row, event, customer, (adjustment,)),
+        reason=f"{what}; rule {rule.name} {'debits' if sign < 0 else 'credits back'} "
+        f"{event.currency} {abs(amount)} without it (unknown_original: debit)",
+    )
+
+
+def take_back_duplicates(
+    row: InboxRow, event: PaymentEvent, config: ConnectorConfig, rule: Rule, recorded: list[Decided]
+) -> ProcessingResult | None:
+    """Two `match: first` credits in one payment: each was made under an id that nothing
+    linked to the other yet (invoice.paid naming no PaymentIntent, then the marked
+    payment_intent.succeeded), and this event's ids joined them. Every credit after the
+    first is taken back in full (what refunds left of it), once: its key names it."""
+    ours = [a for a in recorded if a.kind == Kind.PAYMENT.value and a.connector == config.name]
+    adjustments = []
+    for credit in ours[1:]:
+        key = f"duplicate:{credit.transaction_id}"
+        if any(a.reversal_key == key for a in recorded):
+            continue
+        taken = -sum(
+            (Decimal(a.amount) for a in recorded if a.original == credit.transaction_id),
+            Decimal(0),
+        )
+        amount = -(Decimal(credit.amount) - taken)
+        if amount >= 0:
+            continue
+        metadata = adjustment_metadata(rule, event, config, {})
+        metadata["original_transaction_id"] = credit.transaction_id
+        metadata["duplicate_of"] = ours[0].transaction_id
+        body: dict[str, Any] = {
+            "transaction_id": transaction_id(event.psp, key, "reversal"),
+            "account_name": credit.account,
+            "asset": credit.asset,
+            "amount": amount,
+            "reason": "external_refund",
+            "description": f"{PSP_TITLES.get(event.psp, event.psp)} payment "
+            f"{credit.payment_key} credited twice: it is {ours[0].payment_key}",
+            "metadata": metadata,
+        }
+        adjustments.append(
+            NewAdjustment(
+                transaction_id=body["transaction_id"],
+                connector=config.name,
+                rule=rule.name,
+                kind=Kind.REVERSAL.value,
+                payment_key=credit.payment_key,
+                reversal_key=key,
+                customer_id=credit.customer_id,
+                asset=credit.asset,
+                account=credit.account,
+                amount=format_amount(amount),
+                payment_amount_minor=credit.payment_amount_minor,
+                body=encode_json(body),
+                original=credit.transaction_id,
+                reversed_minor=credit.payment_amount_minor,
+                family="duplicate",
+            )
+        )
+    if not adjustments:
+        return None
+    return replace(
+        processed(row, event, ours[0].customer_id, tuple(adjustments)),
+        reason=f"payment {ours[0].payment_key} was credited again as "
+        f"{', '.join(a.payment_key for a in ours[1:])} before {event.event_type} linked "
+        "their ids: the later credit is taken back (match: first credits a payment once)",
+    )
+
+
+def _reference(event: PaymentEvent) -> str:
+    """The PSP's own name for a reversal: refund, adjustment or dispute id."""
+    return event.reversal_key or event.event_id
+
+
+def _family(event: PaymentEvent) -> str:
+    """What a cumulative count includes: refunds (charge.refunded) or disputes."""
+    return "dispute" if "dispute" in event.object_ids else "refund"
+
+
+def _signed_minor(a: Decided) -> int:
+    """The PSP minor units a decided reversal took (+) or gave back (-)."""
+    return a.reversed_minor if a.kind == Kind.REVERSAL.value else -a.reversed_minor
+
+
+def _reversal_of(
+    credit: Decided,
+    rule: Rule,
+    event: PaymentEvent,
+    config: ConnectorConfig,
+    recorded: list[Decided],
+) -> NewAdjustment | None:
+    """The debit (or credit back) of one original credit, in proportion to the PSP amount.
+
+    Computed as a target, not an increment: everything reversed of this credit so far
+    (under any key, rule or connector, and a debit made before the credit was known) is
+    counted in PSP minor units, the new total is capped at the whole payment, and the
+    debit is the credit's proportion of that total minus what was already taken. So
+    reversals never add up to more than the credit, and the last full refund takes
+    exactly what remains, in the credit's own decimal places."""
+    ref = _reference(event)
+    if not event.cumulative and any(
+        a.reversal_key == ref and a.original == credit.transaction_id for a in recorded
+    ):
+        return None  # this refund already reversed this credit
+    original = Decimal(credit.amount)
+    whole = credit.payment_amount_minor
+    mine = [a for a in recorded if a.original == credit.transaction_id]
+    # Debits made before the bridge knew any credit count against the first credit in
+    # their asset.
+    first = next(
+        (c for c in recorded if c.kind == Kind.PAYMENT.value and c.asset == credit.asset), None
+    )
+    unknown = [
+        a
+        for a in recorded
+        if a.original is None
+        and a.kind != Kind.PAYMENT.value
+        and first is not None
+        and first.transaction_id == credit.transaction_id
+        and a.asset == credit.asset
+    ]
+    places = max(0, -event.amount.as_tuple().exponent)  # type: ignore[operator]
+    taken = -sum((Decimal(a.amount) for a in mine), Decimal(0)) + sum(
+        (proportional(original, _signed_minor(a), whole, places) for a in unknown), Decimal(0)
+    )
+    family = _family(event)
+    counted = [*mine, *unknown]
+    same = sum(_signed_minor(a) for a in counted if a.family == family)
+    others = sum(_signed_minor(a) for a in counted if a.family != family)
+    if event.kind is Kind.REVERSAL:
+        after = event.amount_minor if event.cumulative else same + event.amount_minor
+        if after <= same:
+            return None
+        target = proportional(original, max(0, min(whole, after + others)), whole, places)
+        amount = -(target - taken)
+        minor = after - same
+        if amount >= 0:
+            return None  # nothing new; never turn a reversal into its opposite
+    else:  # a reinstatement may arrive before its reversal: that one then counts it
+        amount = proportional(original, event.amount_minor, whole, places)
+        minor = event.amount_minor
+        if amount <= 0:
+            return None
+    body = _reversal_body(rule, event, config, credit.asset, credit.account, amount, credit)
+    body["metadata"]["original_transaction_id"] = credit.transaction_id
+    return _new_reversal(
+        body,
+        rule,
+        event,
+        config,
+        credit.customer_id,
+        credit.asset,
+        credit.account,
+        amount,
+        minor,
+        original=credit,
+    )
+
+
+def _reversal_body(
+    rule: Rule,
+    event: PaymentEvent,
+    config: ConnectorConfig,
+    asset: str,
+    account: str,
+    amount: Decimal,
+    original: Decided | None,
+) -> dict[str, Any]:
+    spec = rule.reverse
+    assert spec is not None
+    title = PSP_TITLES.get(event.psp, event.psp)
+    what = "reversal" if event.kind is Kind.REVERSAL else "reinstatement"
+    return {
+        "transaction_id": transaction_id(event.psp, _reversal_key(event, original), "reversal"),
+        "account_name": account,
+        "asset": asset,
+        "amount": amount,
+        "reason": spec.reason,
+        "description": spec.description
+        or f"{title} {what} {event.reversal_key} of {event.payment_key}",
+        "metadata": adjustment_metadata(rule, event, config, spec.metadata),
+    }
+
+
+def _reversal_key(event: PaymentEvent, original: Decided | None) -> str:
+    """The PSP reversal (with the cumulative total it reached) and the credit it
+    reverses: what happened at the PSP, never a config label."""
+    base = _reference(event)
+    if event.cumulative:
+        base = f"{base}:{event.amount_minor}"
+    return f"{base}:{original.transaction_id if original is not None else 'unknown'}"
+
+
+def _new_reversal(
+    body: dict[str, Any],
+    rule: Rule,
+    event: PaymentEvent,
+    config: ConnectorConfig,
+    customer: str,
+    asset: str,
+    account: str,
+    amount: Decimal,
+    minor: int,
+    *,
+    original: Decided | None = None,
+) -> NewAdjustment:
+    return NewAdjustment(
+        transaction_id=body["transaction_id"],
+        connector=config.name,
+        rule=rule.name,
+        kind=event.kind.value,
+        payment_key=original.payment_key if original is not None else event.payment_key,
+        reversal_key=_reference(event),
+        customer_id=customer,
+        asset=asset,
+        account=account,
+        amount=format_amount(amount),
+        payment_amount_minor=event.amount_minor,
+        body=encode_json(body),
+        original=original.transaction_id if original is not None else None,
+        reversed_minor=minor,
+        family=_family(event),
+    )
