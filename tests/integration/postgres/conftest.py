@@ -1,4 +1,6 @@
-"""A private PostgreSQL server for the tests: started once per session, stopped after.
+"""A private PostgreSQL server for the tests: started once per session, stopped after;
+`cluster`, a server of one test's own to stop and start; and `store`, the store
+contract's fixture, on SQLite and on PostgreSQL.
 
 Debian's `postgresql` package (installed by `.ci/run`) provides the binaries under
 /usr/lib/postgresql/<version>/bin. The cluster lives in a temporary directory, listens
@@ -27,6 +29,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bridge.storage.store import Store, open_store
 from tests.helpers.processes import free_port
 
 BIN_ENV = "BRIDGE_TEST_PG_BIN"
@@ -204,7 +207,80 @@ def _watchdog(stop: list[str], workdir: Path) -> subprocess.Popen[bytes]:
     )
 
 
+@dataclass
+class Cluster:
+    """A PostgreSQL server of one test's own, to stop and start under it (stopping the
+    session's shared server would disturb other tests)."""
+
+    bin_dir: Path
+    data: Path
+    logfile: Path
+    port: int
+    owner: str | None
+    options: str
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        pg_ctl = str(self.bin_dir / "pg_ctl")
+        command = [pg_ctl, "-D", str(self.data), "-l", str(self.logfile), "-o", self.options]
+        _run([*command, "-w", "-t", "60", "start"], self.owner, timeout=90)
+
+    def stop(self) -> None:
+        pg_ctl = str(self.bin_dir / "pg_ctl")
+        _run([pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"], self.owner)
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    if os.environ.get(URL_ENV):
+        pytest.skip("needs a PostgreSQL server of its own to stop and start")
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries not found")
+    owner = "postgres" if os.geteuid() == 0 else None
+    workdir = Path(tempfile.mkdtemp(prefix="bridge-pg-outage-"))
+    if owner is not None:
+        shutil.chown(workdir, owner, owner)
+    data = workdir / "data"
+    initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
+    _run([*initdb, "-E", "UTF8", "--locale=C", "--no-sync"], owner)
+    port = free_port()
+    options = (
+        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={workdir}"
+        " -c fsync=off -c full_page_writes=off"
+    )
+    found = Cluster(bin_dir, data, workdir / "server.log", port, owner, options)
+    found.start()
+    try:
+        yield found
+    finally:
+        try:
+            pg_ctl = str(bin_dir / "pg_ctl")
+            stop = _as_owner([pg_ctl, "-D", str(data), "-m", "immediate", "stop"], owner)
+            subprocess.run(stop, capture_output=True, timeout=60, check=False)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> str:
     """A fresh, empty database for one test."""
     return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "bridge.db")
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database()
+
+
+@pytest.fixture
+def store(database: str) -> Iterator[Store]:
+    opened = open_store(database)
+    yield opened
+    opened.close()

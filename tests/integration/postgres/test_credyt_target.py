@@ -6,18 +6,11 @@ import time
 from dataclasses import replace
 
 from bridge.storage.store import Store
-from tests.integration.postgres.test_store_contract import (  # noqa: F401  (fixtures)
-    accept,
-    adjustment,
-    database,
-    processed,
-    run,
-    store,
-)
+from tests.helpers.store_rows import accept, adjustment, processed, run
 
 
 def test_an_outbox_row_keeps_the_credyt_environment_and_account_it_is_for(
-    store: Store,  # noqa: F811
+    store: Store,
 ) -> None:
     for_test = replace(
         adjustment("11111111-1111-4111-8111-111111111111"),

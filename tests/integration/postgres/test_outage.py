@@ -9,83 +9,21 @@ far above the expected second and far below the pool's default reconnect backoff
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import psycopg
-import pytest
 
 from bridge.storage.records import EventStatus
 from tests.conftest import RunningBridge, Sandbox, config_text
-from tests.helpers.processes import free_port
-from tests.integration.postgres.conftest import URL_ENV, _as_owner, _run, find_bin_dir
+from tests.integration.postgres.conftest import Cluster
 from tests.integration.test_flow import invoice_event
 
 OUTAGE = 16.0  # seconds: past it, psycopg_pool's default backoff waits ~15 s more
 RECOVERED_WITHIN = 6.0  # seconds after the server is back
-
-
-@dataclass
-class Cluster:
-    bin_dir: Path
-    data: Path
-    logfile: Path
-    port: int
-    owner: str | None
-    options: str
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def start(self) -> None:
-        pg_ctl = str(self.bin_dir / "pg_ctl")
-        command = [pg_ctl, "-D", str(self.data), "-l", str(self.logfile), "-o", self.options]
-        _run([*command, "-w", "-t", "60", "start"], self.owner, timeout=90)
-
-    def stop(self) -> None:
-        pg_ctl = str(self.bin_dir / "pg_ctl")
-        _run([pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"], self.owner)
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    if os.environ.get(URL_ENV):
-        pytest.skip("needs a PostgreSQL server of its own to stop and start")
-    bin_dir = find_bin_dir()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries not found")
-    owner = "postgres" if os.geteuid() == 0 else None
-    workdir = Path(tempfile.mkdtemp(prefix="bridge-pg-outage-"))
-    if owner is not None:
-        shutil.chown(workdir, owner, owner)
-    data = workdir / "data"
-    initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
-    _run([*initdb, "-E", "UTF8", "--locale=C", "--no-sync"], owner)
-    port = free_port()
-    options = (
-        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={workdir}"
-        " -c fsync=off -c full_page_writes=off"
-    )
-    found = Cluster(bin_dir, data, workdir / "server.log", port, owner, options)
-    found.start()
-    try:
-        yield found
-    finally:
-        try:
-            pg_ctl = str(bin_dir / "pg_ctl")
-            stop = _as_owner([pg_ctl, "-D", str(data), "-m", "immediate", "stop"], owner)
-            subprocess.run(stop, capture_output=True, timeout=60, check=False)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_webhooks_are_accepted_within_seconds_of_the_database_returning(

@@ -31,13 +31,13 @@ import psycopg
 import pytest
 
 from tests.conftest import RunningBridge, Sandbox, wait_until
-from tests.integration.postgres.test_outage import Cluster, cluster  # noqa: F401  (its own server)
-from tests.integration.postgres.test_replicas_decisions import (
+from tests.helpers.replica_payments import (
     assert_credited_once,
     pay,
     replica_config,
     wait_until_decided,
 )
+from tests.integration.postgres.conftest import Cluster
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ def _work(replica: RunningBridge) -> tuple[float, float]:
 
 
 def test_two_replicas_credit_each_payment_once_through_immediate_server_restarts(
-    cluster: Cluster,  # noqa: F811
+    cluster: Cluster,
     make_bridge: Callable[..., RunningBridge],
     sandbox: Sandbox,
 ) -> None:

@@ -13,9 +13,9 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import pytest
@@ -23,14 +23,12 @@ from click.testing import CliRunner
 
 from bridge.cli import cli as main_cli
 from bridge.errors import DecisionConflictError, StoreError
-from bridge.events import Envelope
 from bridge.storage.postgres import SCHEMA_VERSION, PostgresStore
 from bridge.storage.records import (
     AdjustmentStatus,
     DeliveryOutcome,
     EventFilter,
     EventStatus,
-    NewAdjustment,
     ProcessingResult,
 )
 from bridge.storage.store import (
@@ -41,70 +39,8 @@ from bridge.storage.store import (
     redact_database,
 )
 from tests.conftest import config_text, wait_until
+from tests.helpers.store_rows import accept, adjustment, envelope, processed, run
 from tests.integration.postgres.conftest import PostgresServer
-
-T = TypeVar("T")
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "bridge.db")
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.create_database()
-
-
-@pytest.fixture
-def store(database: str) -> Iterator[Store]:
-    opened = open_store(database)
-    yield opened
-    opened.close()
-
-
-def envelope(event_id: str, event_type: str = "invoice.paid") -> Envelope:
-    return Envelope(event_id=event_id, event_type=event_type, livemode=False)
-
-
-def adjustment(
-    txid: str, *, payment: str = "in_1", amount: str = "49.99", customer: str = "cust_1"
-) -> NewAdjustment:
-    return NewAdjustment(
-        transaction_id=txid,
-        connector="stripe",
-        rule="subscription-payment",
-        kind="payment",
-        payment_key=payment,
-        reversal_key=None,
-        customer_id=customer,
-        asset="USD",
-        account="default",
-        amount=amount,
-        payment_amount_minor=4999,
-        body=f'{{"transaction_id": "{txid}", "amount": {amount}}}',
-    )
-
-
-def accept(store: Store, event_id: str, at: float | None = None, connector: str = "stripe") -> int:
-    assert run(store.accept(connector, envelope(event_id), b'{"id": "x"}', at or time.time()))
-    row = store.get_event(event_id)
-    assert row is not None
-    return row.id
-
-
-def processed(store: Store, inbox_id: int, *adjustments: NewAdjustment) -> int:
-    result = ProcessingResult(
-        inbox_id,
-        EventStatus.PROCESSED,
-        payment_key=adjustments[0].payment_key if adjustments else None,
-        customer_id="cust_1",
-        adjustments=adjustments,
-    )
-    return run(store.record_processing(result, time.time()))
-
 
 # -- the webhook path ---------------------------------------------------------------------
 
