@@ -8,10 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers.config_files import EXAMPLE, EXAMPLE_ENV, SECRETS_ENV, SECRETS_TEXT, line_of
 from tests.helpers.processes import bridge_command
-from tests.unit.test_config import EXAMPLE, EXAMPLE_ENV, line_of
-from tests.unit.test_config_secrets import ENV as SECRETS_ENV
-from tests.unit.test_config_secrets import TEXT as SECRETS_TEXT
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

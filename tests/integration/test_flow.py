@@ -16,33 +16,8 @@ import httpx
 
 from bridge.processing.rules import transaction_id
 from bridge.storage.records import AdjustmentStatus, EventFilter, EventStatus
-from connectors import stripe
 from tests.conftest import RunningBridge, Sandbox, config_text, wait_until
-
-
-def invoice_event(
-    event_id: str,
-    invoice: str,
-    *,
-    customer: str | None = None,
-    psp_customer: str = "cus_flow",
-    amount_minor: int = 2500,
-    currency: str = "usd",
-    event_type: str = "invoice.paid",
-    api_version: str = "2025-03-31.basil",
-    billing_reason: str = "subscription_cycle",
-) -> dict[str, Any]:
-    return stripe.sample_event(
-        event_type,
-        event_id=event_id,
-        object_id=invoice,
-        customer=customer,
-        psp_customer=psp_customer,
-        amount_minor=amount_minor,
-        currency=currency,
-        api_version=api_version,
-        billing_reason=billing_reason,
-    )
+from tests.helpers.samples import invoice_event
 
 
 def send_together(bridge: RunningBridge, events: list[dict[str, Any]]) -> list[httpx.Response]:

@@ -15,14 +15,7 @@ from bridge.config.loading import load_config, parse_config
 from bridge.config.schema import Config
 from bridge.config.yamlsource import parse_duration
 from bridge.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "config.example.yaml"
-EXAMPLE_ENV = {
-    "CREDYT_API_KEY": "key_test_example",
-    "STRIPE_WEBHOOK_SECRET": "whsec_example_abcdefghijklmnopqrstuvwx",
-    "PADDLE_WEBHOOK_SECRET": "pdl_ntfset_example_abcdefghijklmnopqrstuvwx",
-}
+from tests.helpers.config_files import EXAMPLE, EXAMPLE_ENV, ROOT, line_of
 
 GOOD = """\
 database: ${BRIDGE_DATABASE:-bridge.db}
@@ -71,13 +64,6 @@ def one_error(text: str, env: dict[str, str] | None = None) -> str:
 def with_line(text: str, old: str, new: str) -> str:
     assert old in text, old
     return text.replace(old, new, 1)
-
-
-def line_of(text: str, fragment: str) -> int:
-    for number, line in enumerate(text.splitlines(), 1):
-        if fragment in line:
-            return number
-    raise AssertionError(fragment)
 
 
 # -- interpolation ---------------------------------------------------------------------

@@ -11,20 +11,9 @@ import pytest
 
 from bridge.config.loading import MIN_SECRET_LENGTH, parse_config
 from bridge.errors import ConfigError
-
-NEW = "whsec_" + "n" * 32
-TEXT = """\
-credyt:
-  api_url: http://127.0.0.1:9
-  api_key: ${CREDYT_API_KEY}
-server:
-  admin_token: ${ADMIN_TOKEN:-}
-connectors:
-  stripe:
-    type: stripe
-    secrets: ["${OLD:-}", "${NEW}"]
-"""
-ENV = {"CREDYT_API_KEY": "key_1", "NEW": NEW, "OLD": "whsec_" + "o" * 32, "ADMIN_TOKEN": "t" * 24}
+from tests.helpers.config_files import NEW
+from tests.helpers.config_files import SECRETS_ENV as ENV
+from tests.helpers.config_files import SECRETS_TEXT as TEXT
 
 
 def errors(env: dict[str, str], text: str = TEXT) -> list[str]:

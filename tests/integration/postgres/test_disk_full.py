@@ -22,8 +22,8 @@ import psycopg
 import pytest
 
 from tests.conftest import Sandbox, config_text, wait_until
+from tests.helpers.samples import invoice_event
 from tests.integration.postgres.conftest import URL_ENV, PostgresServer
-from tests.integration.test_flow import invoice_event
 
 DISK = "8m"
 

@@ -19,8 +19,8 @@ import psycopg
 
 from bridge.storage.records import EventStatus
 from tests.conftest import RunningBridge, Sandbox, config_text
+from tests.helpers.samples import invoice_event
 from tests.integration.postgres.conftest import Cluster
-from tests.integration.test_flow import invoice_event
 
 OUTAGE = 16.0  # seconds: past it, psycopg_pool's default backoff waits ~15 s more
 RECOVERED_WITHIN = 6.0  # seconds after the server is back
