@@ -207,6 +207,17 @@ def _watchdog(stop: list[str], workdir: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def drop_connections(url: str) -> int:
+    """What a failover or a server restart does to every open connection: every other
+    backend on the database is terminated; returns how many."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return len(rows)
+
+
 @dataclass
 class Cluster:
     """A PostgreSQL server of one test's own, to stop and start under it (stopping the

@@ -32,6 +32,7 @@ from tests.helpers.replica_payments import (
     replica_config,
     wait_until_decided,
 )
+from tests.integration.postgres.conftest import drop_connections
 
 pytestmark = pytest.mark.slow
 
@@ -39,15 +40,6 @@ PAYMENTS = int(os.environ.get("REPLICA_PAYMENTS", "2000"))
 KILL_EVERY = 1.0  # seconds between two rounds of terminated connections
 # A hung run fails here; how fast it settles is for benchmarks, not a pass/fail bound.
 GIVE_UP = 600.0
-
-
-def _kill_connections(url: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchall()
-    return len(rows)
 
 
 def test_two_replicas_deciding_one_payment_under_connection_kills_credit_it_once(
@@ -63,7 +55,7 @@ def test_two_replicas_deciding_one_payment_under_connection_kills_credit_it_once
     def chaos() -> None:
         while not stop.wait(KILL_EVERY):
             try:
-                kills.append(_kill_connections(postgres_url))
+                kills.append(drop_connections(postgres_url))
             except psycopg.Error:
                 pass
 

@@ -40,7 +40,7 @@ from bridge.storage.store import (
 )
 from tests.conftest import config_text, wait_until
 from tests.helpers.store_rows import accept, adjustment, envelope, processed, run
-from tests.integration.postgres.conftest import PostgresServer
+from tests.integration.postgres.conftest import PostgresServer, drop_connections
 
 # -- the webhook path ---------------------------------------------------------------------
 
@@ -513,16 +513,6 @@ def test_bridge_end_to_end_on_postgres(
     assert [a["status"] for a in json.loads(outbox.output)] == ["delivered"]
 
 
-def _drop_connections(url: str) -> int:
-    """What a failover or a server restart does to every open connection."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchall()
-    return len(rows)
-
-
 def test_bridge_survives_losing_every_connection(
     make_bridge: Callable[..., Any], sandbox: Any, postgres_url: str
 ) -> None:
@@ -542,7 +532,7 @@ def test_bridge_survives_losing_every_connection(
 
     assert send(1) == "accepted"
     running.settle()
-    assert _drop_connections(postgres_url) >= 3  # writes, reads and the listener
+    assert drop_connections(postgres_url) >= 3  # writes, reads and the listener
     assert [send(n) for n in range(2, 6)] == ["accepted"] * 4
     running.settle()
     assert len(sandbox.state.adjustments) == 5
