@@ -5,8 +5,8 @@ sorts Credyt's answers: delivered, retry later (`CredytUnavailableError`), or re
 (`CredytError`, kept for the operator).
 
 It speaks Credyt's published contract (the official SDK, `credyt-api`, is the
-reference; tests/test_credyt_contract.py holds the sandbox to it): every path argument
-is URL-encoded as the SDK does, redirects are never followed, and
+reference; tests/integration/test_credyt_contract.py holds the sandbox to it): every
+path argument is URL-encoded as the SDK does, redirects are never followed, and
 `GET /customers?external_id=X` answers 303 (found: the id is in `Location`) or 404.
 """
 

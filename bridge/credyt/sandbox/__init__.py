@@ -2,7 +2,7 @@
 
 The demo, the tests and the benchmarks run the bridge against this sandbox instead of
 the real Credyt API. It speaks the same wire format (as Credyt's docs and its official
-SDK describe it; tests/test_credyt_contract.py checks it with the SDK):
+SDK describe it; tests/integration/test_credyt_contract.py checks it with the SDK):
 
     POST /customers                              201 {"id": "cust_..."}; 409 on a taken external_id
     GET  /customers/{id}                         200 customer, or 404
