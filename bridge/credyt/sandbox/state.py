@@ -44,16 +44,10 @@ class Customer:
     created_at: datetime
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "external_id": self.external_id,
-            "name": self.name,
-            "email": self.email,
-            "active_subscription_count": 0,
-            "created_at": self.created_at,
-        }
+        return {**self.summary(), "created_at": self.created_at}
 
     def summary(self) -> dict[str, Any]:
+        """The customer as a list page shows it (no `created_at`)."""
         return {
             "id": self.id,
             "external_id": self.external_id,
