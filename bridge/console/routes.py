@@ -118,7 +118,7 @@ def _cookie(response: Response, request: Request, name: str, value: str, max_age
         path="/console",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=request.scope.get("scheme") == "https",
     )
 
 
