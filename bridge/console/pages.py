@@ -180,7 +180,11 @@ def events_page(store: Store, query: EventQuery) -> dict[str, Any]:
         "filters": query.form,
         "statuses": [s.value for s in EventStatus],
         "cli": query.cli,
-        "replay_cli": replay_filter_cli(query.form, dry_run=True) if query.form["status"] else None,
+        # Replay by filter takes what `replay --status` takes: with a type or customer
+        # filter as well it would replay more than the list shows, so it is not offered.
+        "replay_by_filter": bool(query.form["status"])
+        and not (query.form["type"] or query.form["customer"]),
+        "replay_cli": replay_filter_cli(query.form, dry_run=True) if query.form["status"] else "",
     }
 
 

@@ -17,6 +17,7 @@ import pytest
 from bridge.console.auth import SESSION_COOKIE
 from connectors import stripe
 from tests.conftest import RunningBridge, Sandbox, config_text, wait_until
+from tests.helpers.logs import LogBuffer
 
 TOKEN = "console-token-for-tests-0123456789"
 SCRIPT = "<script>alert(1)</script>"
@@ -141,6 +142,33 @@ def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(
     row = running.bridge.store.get_event("evt_csrf")
     assert row is not None and row.status == "failed"
     assert running.bridge.store.list_adjustments() == []
+
+
+def test_replay_by_filter_is_offered_only_for_what_replay_can_filter(
+    make_bridge: Callable[..., RunningBridge], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    running = console_bridge(make_bridge, sandbox, tmp_path)
+    with signed_in(running) as client:
+        plain = client.get("/console/events", params={"status": "failed", "since": "1h"})
+        assert "Replay every failed event of this filter" in plain.text
+        assert "credyt-bridge replay --status failed --since 1h --dry-run" in plain.text
+        narrower = client.get("/console/events", params={"status": "failed", "type": "x.y"})
+        assert "Replay every failed event" not in narrower.text
+        assert "tick the events" in narrower.text
+
+
+def test_log_ins_leave_no_token_in_the_logs(
+    make_bridge: Callable[..., RunningBridge], sandbox: Sandbox, tmp_path: Path, logs: LogBuffer
+) -> None:
+    running = console_bridge(make_bridge, sandbox, tmp_path)
+    guess = "a-wrong-guess-at-the-token-42"
+    with httpx.Client(base_url=running.url) as client:
+        assert log_in(client, guess).status_code == 401
+        assert log_in(client).status_code == 303
+        client.get("/console")
+    names = logs.names()
+    assert "console_login_refused" in names and "console_login" in names
+    assert TOKEN not in logs.getvalue() and guess not in logs.getvalue()
 
 
 def test_log_in_attempts_are_rate_limited(
