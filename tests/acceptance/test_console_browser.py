@@ -108,7 +108,7 @@ def log_in(page: Page, url: str) -> None:
     page.goto(url + "/console")
     expect(page).to_have_url(url + "/console/login?next=%2Fconsole")
     page.fill("#token", TOKEN)
-    page.click("text=Log in >> nth=-1")
+    page.click("section.login button[type=submit]")
     expect(page).to_have_url(url + "/console")
 
 

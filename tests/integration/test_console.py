@@ -232,6 +232,28 @@ def test_bad_filters_and_ids_are_precise_errors(
         assert big.status_code == 400 and "over" in big.text
 
 
+def test_the_events_list_pages_back_through_older_events(
+    make_bridge: Callable[..., RunningBridge], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    running = console_bridge(make_bridge, sandbox, tmp_path)
+    for n in range(55):
+        event = stripe.sample_event(
+            "invoice.paid", event_id=f"evt_page_{n:02}", object_id=f"in_page_{n}", customer="c_1"
+        )
+        assert running.send_stripe(event).status_code == 200
+    with signed_in(running) as client:
+        first = client.get("/console/events", params={"connector": "stripe"})
+        shown = re.findall(r">(evt_page_\d+)</a>", first.text)
+        assert shown == [f"evt_page_{n:02}" for n in range(54, 4, -1)]
+        older = re.search(r'href="(/console/events\?[^"]+)">Older events', first.text)
+        assert older is not None
+        second = client.get(html.unescape(older.group(1)))
+        assert re.findall(r">(evt_page_\d+)</a>", second.text) == [
+            f"evt_page_{n:02}" for n in range(4, -1, -1)
+        ]
+        assert "connector=stripe" in older.group(1) and "Older events" not in second.text
+
+
 def test_log_in_redirects_only_inside_the_console(
     make_bridge: Callable[..., RunningBridge], sandbox: Sandbox, tmp_path: Path
 ) -> None:
