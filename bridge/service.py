@@ -153,10 +153,11 @@ class Bridge:
         self.processor.wake()
 
     def _admin_routes(self) -> list[Route]:
-        """The admin API, only when `server.admin_token` is set."""
+        """The admin API and the console, only when `server.admin_token` is set."""
         token = self.config.server.admin_token
         if not token:
             return []
+        from bridge.console.routes import console_routes
         from bridge.operating.admin import admin_routes
 
         return admin_routes(
@@ -164,6 +165,13 @@ class Bridge:
             store=self.store,
             connectors=self.connectors,
             processor=self.processor,
+            on_retry=self.deliverer.wake,
+        ) + console_routes(
+            token=token,
+            store=self.store,
+            connectors=self.connectors,
+            processor=self.processor,
+            breaker_state=lambda: self.deliverer.breaker.state.value,
             on_retry=self.deliverer.wake,
         )
 

@@ -28,6 +28,7 @@ from bridge.storage.rows import (
 from bridge.storage.store import CLOCK_STEP_SLACK
 
 Rows = Sequence[Sequence[Any]]
+ACTIVITY_ATTEMPTS = 100_000  # delivery attempts `activity` looks through at most
 RunQuery = Callable[[str, Sequence[Any]], Rows]
 
 
@@ -73,10 +74,19 @@ class ReadSQL:
     count_events: str
     count_adjustments: str
     oldest_pending_adjustment: str
+    webhooks_per_bucket: str  # (since, bucket seconds, since)
+    attempts_per_bucket: str  # (since, bucket seconds, since)
 
     @classmethod
     def build(cls, dialect: Dialect) -> ReadSQL:
         sql = dialect.sql
+        # Which bucket a time at or after `since` falls in. SQLite's CAST truncates (the
+        # value is never negative); PostgreSQL's rounds, so it floors first.
+        bucket = (
+            "CAST(({column} - ?) / ? AS INTEGER)"
+            if dialect.mark == "?"
+            else "CAST(FLOOR(({column} - ?) / ?) AS BIGINT)"
+        )
         return cls(
             due_events=sql(
                 f"SELECT {INBOX_COLUMNS}, body FROM inbox WHERE status = 'pending'"
@@ -113,6 +123,17 @@ class ReadSQL:
             count_adjustments="SELECT status, COUNT(*) FROM outbox GROUP BY status",
             oldest_pending_adjustment=(
                 "SELECT MIN(queued_at) FROM outbox WHERE status = 'pending'"
+            ),
+            webhooks_per_bucket=sql(
+                f"SELECT {bucket.format(column='received_at')}, COUNT(*) FROM inbox"
+                " WHERE received_at >= ? GROUP BY 1"
+            ),
+            # attempts has no index on started_at: the newest ACTIVITY_ATTEMPTS rows by
+            # primary key bound the scan, whatever the table's size.
+            attempts_per_bucket=sql(
+                f"SELECT {bucket.format(column='started_at')}, COUNT(*) FROM attempts"
+                f" WHERE id > (SELECT COALESCE(MAX(id), 0) - {ACTIVITY_ATTEMPTS} FROM attempts)"
+                " AND started_at >= ? GROUP BY 1"
             ),
         )
 
@@ -224,3 +245,18 @@ class StoreReads:
     def oldest_pending_adjustment(self) -> float | None:
         rows = self._query(self._sql.oldest_pending_adjustment)
         return rows[0][0] if rows else None
+
+    def activity(self, since: float, bucket: float, buckets: int) -> dict[str, list[int]]:
+        """Webhooks received and delivery attempts made in each of `buckets` windows of
+        `bucket` seconds from `since` (attempts: among the newest ACTIVITY_ATTEMPTS)."""
+        result: dict[str, list[int]] = {}
+        for name, query in (
+            ("webhooks", self._sql.webhooks_per_bucket),
+            ("deliveries", self._sql.attempts_per_bucket),
+        ):
+            counts = [0] * buckets
+            for index, number in self._query(query, (since, bucket, since)):
+                if 0 <= int(index) < buckets:
+                    counts[int(index)] += int(number)
+            result[name] = counts
+        return result

@@ -175,6 +175,7 @@ class EventFilter:
     since: float | None = None
     until: float | None = None
     limit: int = 100
+    before_id: int | None = None  # only rows older than this one (the console's pages)
 
     def where(self, mark: str) -> tuple[str, list[Any]]:
         """The SQL WHERE clause (empty if no filter) and its parameters; `mark` is the
@@ -196,6 +197,9 @@ class EventFilter:
         if self.until is not None:
             conditions.append(f"received_at < {mark}")
             params.append(self.until)
+        if self.before_id is not None:
+            conditions.append(f"id < {mark}")
+            params.append(self.before_id)
         return (f"WHERE {' AND '.join(conditions)}" if conditions else ""), params
 
 

@@ -281,6 +281,33 @@ def test_list_and_get_events(store: Store) -> None:
     assert store.counts()["events"] == {"processed": 1, "pending": 3}
 
 
+def test_events_before_a_row_id_page_the_list(store: Store) -> None:
+    ids = [accept(store, f"evt_page_{n}") for n in range(5)]
+    first = store.list_events(EventFilter(limit=2))
+    assert [r.id for r in first] == [ids[4], ids[3]]
+    second = store.list_events(EventFilter(limit=2, before_id=first[-1].id))
+    assert [r.id for r in second] == [ids[2], ids[1]]
+    last = store.list_events(EventFilter(limit=2, before_id=second[-1].id, status="pending"))
+    assert [r.id for r in last] == [ids[0]]
+
+
+def test_activity_counts_webhooks_and_attempts_per_bucket(store: Store) -> None:
+    since = 1_800_000_000.0  # a fixed hour, so every row's bucket is known
+    for n, offset in enumerate((5.0, 299.9, 300.0, 3_599.0, -1.0, 3_600.5)):
+        accept(store, f"evt_act_{n}", since + offset)
+    inbox_id = accept(store, "evt_act_paid", since + 10)
+    processed(store, inbox_id, adjustment("tx-act"))
+    row = run(store.claim_adjustments(time.time() + 0.01, 10, lease=30))[0]
+    for at in (since + 620, since + 640):
+        outcome = DeliveryOutcome(row.id, AdjustmentStatus.PENDING, at, 1.0, status_code=503)
+        run(store.record_delivery(outcome))
+    activity = store.activity(since, 300, 12)
+    # before `since` and after the last bucket are left out; 300.0 starts bucket 1
+    assert activity["webhooks"] == [3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+    assert activity["deliveries"] == [0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    assert store.activity(since + 7200, 300, 12) == {"webhooks": [0] * 12, "deliveries": [0] * 12}
+
+
 def test_check_writable(store: Store) -> None:
     run(store.check_writable())
     run(store.check_writable())
