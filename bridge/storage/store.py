@@ -8,7 +8,7 @@ and workers never see which one they talk to.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from bridge.events import Envelope
@@ -100,6 +100,21 @@ class ChangeFeed(Protocol):
     def subscribe(
         self, *, events: Callable[[], None], adjustments: Callable[[], None]
     ) -> Callable[[], None]: ...
+
+
+# One statement with `?` placeholders and its parameters -> the rows it returned (none for
+# a statement without RESULT/RETURNING), run inside the transaction `alert_transaction` opened.
+RunSQL = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+T = TypeVar("T")
+
+
+@runtime_checkable
+class AlertTables(Protocol):
+    """A store with the `alerts` tables (schema 5): `alert_transaction(fn)` runs `fn`
+    over ONE write transaction, serialized with every other process's (SQLite's one
+    writer; PostgreSQL: an advisory lock), so two replicas never send one alert twice."""
+
+    async def alert_transaction(self, fn: Callable[[RunSQL], T]) -> T: ...
 
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
