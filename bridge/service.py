@@ -164,7 +164,13 @@ class Bridge:
         from bridge.alerting.conditions import ProcessState
 
         state = ProcessState(breaker=self.deliverer.breaker, key_check=self.key_check)
-        return AlertWorker(self.config.alerts, self.store, self.metrics, state)
+        return AlertWorker(
+            self.config.alerts,
+            self.store,
+            self.metrics,
+            state,
+            retention=self.config.retention,
+        )
 
     def _admin_routes(self) -> list[Route]:
         """The admin API, only when `server.admin_token` is set."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.alerting import messages
-from bridge.alerting.conditions import NewAlert
+from bridge.alerting.conditions import SLACK, NewAlert
 from bridge.alerting.dedupe import plan
 from bridge.config.schema import ALERT_CONDITIONS, AlertsConfig
 from bridge.storage.store import RunSQL
@@ -50,6 +50,17 @@ _GIVE_UP = (
     "UPDATE alert_messages SET status = 'failed', attempts = attempts + 1, last_error = ?"
     " WHERE id = ?"
 )
+
+
+# Old rows go once they are done with, but never the last noticed of each condition
+# (nor anything within two re-read slacks of it): its `observed_at` is where the next
+# look starts, and a key deleted inside that range would be noticed again.
+_PRUNE_ALERTS = (
+    "DELETE FROM alerts WHERE grouped_at IS NOT NULL AND grouped_at < ? AND observed_at <"
+    " (SELECT MAX(newer.observed_at) FROM alerts newer WHERE newer.condition = alerts.condition)"
+    " - ?"
+)
+_PRUNE_MESSAGES = "DELETE FROM alert_messages WHERE status != 'pending' AND created_at < ?"
 
 
 @dataclass(frozen=True)
@@ -127,3 +138,9 @@ def record(run: RunSQL, results: Sequence[SendResult], now: float) -> None:
             run(_GIVE_UP, (result.error, result.message.id))
         else:
             run(_RETRY, (now + result.retry_in, result.error, result.message.id))
+
+
+def prune(run: RunSQL, before: float) -> None:
+    """Forget alerts and finished messages older than `before` (`retention`)."""
+    run(_PRUNE_ALERTS, (before, 2 * SLACK))
+    run(_PRUNE_MESSAGES, (before,))

@@ -25,6 +25,7 @@ from bridge.storage.store import AlertTables
 log = structlog.get_logger("bridge.alerting")
 
 POLL = 1.0
+PRUNE_EVERY = 3600.0  # seconds between two prunes of the alert tables
 
 
 class AlertWorker:
@@ -36,12 +37,15 @@ class AlertWorker:
         state: ProcessState,
         *,
         poll: float = POLL,
+        retention: float = 30 * 86400.0,
     ) -> None:
         self.config = config
         self.store = store
         self.metrics = metrics
         self.state = state
         self.poll = poll
+        self.retention = retention
+        self._pruned_at = 0.0
         self.targets = {t.name: t for t in config.targets}
         self._stopping = asyncio.Event()
         self._unsaved: list[NewAlert] = []  # process-state alerts a failed write kept
@@ -55,6 +59,10 @@ class AlertWorker:
             lambda run: ledger.step(run, self.config, detect(run, self.config, found, now), now)
         )
         self._unsaved = []
+        if now - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = now
+            before = now - self.retention
+            await self.store.alert_transaction(lambda run: ledger.prune(run, before))
         if not due:
             return 0
         async with new_client() as client:

@@ -248,3 +248,47 @@ def test_alerts_test_sends_to_every_target_and_reports_each(
     assert lines[1].startswith("pager (webhook): FAILED: could not connect")
     assert str(dead_port) not in mixed.stdout  # the URL is not printed
     assert set(receiver.received[-1]) == {"text"}  # Slack's format
+
+
+def test_a_failing_credyt_raises_the_backlog_and_breaker_alerts(
+    make_bridge: Callable[..., RunningBridge], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    customer = sandbox.state.add_customer()
+    sandbox.state.inject(fail_next=100_000, fail_status=503, only="adjustments")
+    with alert_receiver() as receiver:
+        alerts = (
+            f'alerts:\n  targets: [{{type: webhook, url: "{receiver.url}", name: hook}}]\n'
+            "  on: {backlog_age: 1s, breaker_opened: true}\n  window: 30s\n"
+        )
+        running = make_bridge(config_text(str(tmp_path / "b.db"), sandbox.url, alerts))
+        assert running.send_stripe(invoice("evt_slow", customer)).status_code == 200
+        wait_until(lambda: len(receiver.of("breaker_opened")) == 1, 30, "the breaker alert")
+        wait_until(lambda: len(receiver.of("backlog_age")) == 1, 30, "the backlog alert")
+    [row] = running.bridge.store.list_adjustments()
+    assert row.status is AdjustmentStatus.PENDING
+    [backlog] = receiver.of("backlog_age")
+    assert backlog["alerts"][0]["adjustment_id"] == row.id
+    assert customer in backlog["text"] and "credyt-bridge outbox list" in backlog["text"]
+    [breaker] = receiver.of("breaker_opened")
+    assert "circuit breaker opened" in breaker["text"]
+
+
+def test_a_rejected_credyt_key_raises_one_alert(
+    make_bridge: Callable[..., RunningBridge], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    with alert_receiver() as receiver:
+        alerts = (
+            f'alerts:\n  targets: [{{type: webhook, url: "{receiver.url}", name: hook}}]\n'
+            "  on: {credyt_key_rejected: true}\n  window: 2s\n"
+        )
+        config = config_text(str(tmp_path / "b.db"), sandbox.url, alerts)
+        wrong = "key_test_not_the_sandbox_key"
+        running = make_bridge(config.replace(API_KEY, wrong))
+        wait_until(lambda: len(receiver.received) >= 1, 20, "the key alert")
+        wait_until(lambda: running.bridge.key_check.attempts >= 3, 20, "more key checks")
+        quiet_for(2 * 2 + 1)
+        assert len(receiver.received) == 1  # one per spell, not one per check
+    [message] = receiver.received
+    assert message["condition"] == "credyt_key_rejected"
+    assert "Credyt rejected the API key" in message["text"]
+    assert wrong not in json.dumps(message) and API_KEY not in json.dumps(message)
