@@ -32,9 +32,14 @@ def _console(base_url: str | None, path: str) -> str:
     return f" Console: {base_url}{path}" if base_url else ""
 
 
+# What an adjustment's kind (bridge.events.Kind) does to the wallet, in a sentence.
+_ACTIONS = {"payment": "credit", "reversal": "debit", "reinstatement": "credit back"}
+
+
 def _money(detail: dict[str, Any]) -> str:
-    kind = detail.get("kind") or "adjustment"
-    return f"{kind} of {detail.get('amount')} {detail.get('asset')}"
+    action = _ACTIONS.get(str(detail.get("kind")), "adjustment")
+    amount = str(detail.get("amount") or "").removeprefix("-")
+    return f"{action} of {amount} {detail.get('asset')}"
 
 
 def describe(condition: str, detail: dict[str, Any], base_url: str | None) -> tuple[str, str]:
