@@ -1,6 +1,7 @@
 """The alert worker: a background task of `serve` when `alerts:` is configured.
 
-Every `poll` seconds, one transaction notices new alerts, groups them into messages
+Every `poll` seconds the conditions are read (`conditions.detect`, on a read
+connection), then one transaction stores what is new, groups what waits into messages
 and claims the messages due (`ledger.step`); the claimed messages are sent to their
 targets at once, and their outcomes recorded in a second transaction. Alerts and
 messages live in the store: a bridge stopped between a failure and its message sends
@@ -53,10 +54,13 @@ class AlertWorker:
     async def tick(self) -> int:
         """One look and one round of sends; returns how many messages were sent."""
         now = time.time()
-        found = [*self._unsaved, *self.state.changes(now)]
-        self._unsaved = found  # until the transaction below has stored them
+        state = [*self._unsaved, *self.state.changes(now)]
+        self._unsaved = state  # until the transaction below has stored them
+        # The conditions are read on a read connection; noticing a row twice (here, or
+        # by another replica meanwhile) stores it once: alerts are unique on their key.
+        found = await asyncio.to_thread(detect, self.store.alert_query, self.config, state, now)
         due = await self.store.alert_transaction(
-            lambda run: ledger.step(run, self.config, detect(run, self.config, found, now), now)
+            lambda run: ledger.step(run, self.config, found, now)
         )
         self._unsaved = []
         if now - self._pruned_at >= PRUNE_EVERY:

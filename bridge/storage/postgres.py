@@ -421,6 +421,9 @@ class PostgresStore(StoreReads):
             raise StoreError("the store is closed")
         return await alert_transaction(self._reads, fn)
 
+    def alert_query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._query(POSTGRES.sql(sql), params)
+
     # -- waking the other replicas ----------------------------------------------------
 
     def subscribe(

@@ -218,6 +218,9 @@ class SQLiteStore(StoreReads):
 
         return await self.writer.run(run)
 
+    def alert_query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._query(sql, params)
+
     async def prune_finished(self, before: float) -> dict[str, int]:
         """Delete finished rows last touched before `before`, in small transactions
         (what goes and what stays: `bridge.storage.pruning`)."""

@@ -112,9 +112,14 @@ T = TypeVar("T")
 class AlertTables(Protocol):
     """A store with the `alerts` tables (schema 5): `alert_transaction(fn)` runs `fn`
     over ONE write transaction, serialized with every other process's (SQLite's one
-    writer; PostgreSQL: an advisory lock), so two replicas never send one alert twice."""
+    writer; PostgreSQL: an advisory lock), so two replicas never send one alert twice;
+    `alert_query` reads outside it."""
 
     async def alert_transaction(self, fn: Callable[[RunSQL], T]) -> T: ...
+
+    # A read (`?` placeholders) on a read connection, outside any write transaction:
+    # what the alert conditions look at, so the writer is not held while they scan.
+    def alert_query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
