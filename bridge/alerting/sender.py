@@ -26,18 +26,23 @@ ALERT_RETRIES = RetryPolicy(initial=1.0, maximum=300.0, max_attempts=100, max_ag
 async def post(client: httpx.AsyncClient, target: AlertTarget, body: bytes) -> str | None:
     """None when the target answered 2xx, else a short reason fit for logs."""
     try:
-        response = await client.post(
+        # Streamed and never read: a target's answer body (any size) is not ours to keep.
+        async with client.stream(
+            "POST",
             target.url,
             content=body,
             headers={"Content-Type": "application/json", "User-Agent": "credyt-bridge"},
-        )
+        ) as response:
+            status = response.status_code
     except httpx.TimeoutException:
         return "timed out"
-    except httpx.HTTPError as exc:
-        return f"could not connect ({type(exc).__name__})"
-    if 200 <= response.status_code < 300:
+    except httpx.ConnectError:
+        return "could not connect"
+    except httpx.HTTPError as exc:  # the connection broke, a malformed answer...
+        return f"no answer ({type(exc).__name__})"
+    if 200 <= status < 300:
         return None
-    return f"answered HTTP {response.status_code}"
+    return f"answered HTTP {status}"
 
 
 def new_client() -> httpx.AsyncClient:
