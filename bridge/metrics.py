@@ -78,6 +78,19 @@ class Metrics:
             "1 while the delivery circuit breaker is open (Credyt failing; probing), else 0.",
             registry=r,
         )
+        self.alerts_sent = Counter(
+            "bridge_alerts_sent",
+            "Alert messages a target answered 2xx for, by target and condition.",
+            ["target", "condition"],
+            registry=r,
+        )
+        self.alerts_failed = Counter(
+            "bridge_alerts_failed",
+            "Alert sends that failed (tried again later, or given up after a day), "
+            "by target and condition.",
+            ["target", "condition"],
+            registry=r,
+        )
         self.receive_to_stored = Histogram(
             "bridge_receive_to_stored_seconds",
             "From a webhook's arrival to its durable storage.",

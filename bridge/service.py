@@ -20,6 +20,7 @@ import structlog
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from bridge.alerting.worker import AlertWorker
 from bridge.config.schema import Config, ConnectorConfig
 from bridge.credyt.assets import AssetPrecisions
 from bridge.credyt.client import CredytClient
@@ -27,13 +28,14 @@ from bridge.credyt.key import KeyCheck
 from bridge.delivery.breaker import CircuitBreaker
 from bridge.delivery.deliverer import Deliverer
 from bridge.delivery.retry import RetryPolicy
+from bridge.errors import ConfigError
 from bridge.metrics import Metrics
 from bridge.pressure import IngestPressure
 from bridge.processing.customers import CustomerResolver
 from bridge.processing.processor import ConnectorRuntime, Processor
 from bridge.receiving.app import WebhookFastPath, create_app
 from bridge.storage.records import AdjustmentStatus, EventStatus
-from bridge.storage.store import ChangeFeed, Store, open_store, redact_database
+from bridge.storage.store import AlertTables, ChangeFeed, Store, open_store, redact_database
 from connectors import Connector, connector_types
 
 log = structlog.get_logger("bridge.service")
@@ -132,6 +134,7 @@ class Bridge:
         )
         self.resolver = self.processor.resolver
         self.processor.credyt_target = self._credyt_target
+        self.alerts = self._alert_worker()
         self.app: WebhookFastPath = create_app(
             store=self.store,
             connectors={name: rt.connector for name, rt in self.connectors.items()},
@@ -151,6 +154,23 @@ class Bridge:
     def _accepted(self) -> None:
         self.pressure.note()
         self.processor.wake()
+
+    def _alert_worker(self) -> AlertWorker | None:
+        """The alert worker, only when `alerts:` is configured."""
+        if self.config.alerts is None:
+            return None
+        if not isinstance(self.store, AlertTables):
+            raise ConfigError("alerts: this database has no alert tables")
+        from bridge.alerting.conditions import ProcessState
+
+        state = ProcessState(breaker=self.deliverer.breaker, key_check=self.key_check)
+        return AlertWorker(
+            self.config.alerts,
+            self.store,
+            self.metrics,
+            state,
+            retention=self.config.retention,
+        )
 
     def _admin_routes(self) -> list[Route]:
         """The admin API and the console, only when `server.admin_token` is set."""
@@ -199,6 +219,8 @@ class Bridge:
         ]
         if not accepted:
             workers.append(asyncio.create_task(self.key_check.run(), name="credyt-key-check"))
+        if self.alerts is not None:
+            workers.append(asyncio.create_task(self.alerts.run(), name="alerts"))
         # Several replicas on one database: another one's new work wakes these workers.
         unsubscribe = (
             self.store.subscribe(events=self.processor.wake, adjustments=self.deliverer.wake)
@@ -215,6 +237,8 @@ class Bridge:
         finally:
             if unsubscribe is not None:
                 unsubscribe()
+            if self.alerts is not None:
+                self.alerts.stop()
             # Both at once, so the whole stop fits in SHUTDOWN_GRACE.
             await asyncio.gather(
                 self.processor.stop(SHUTDOWN_GRACE / 2), self.deliverer.stop(SHUTDOWN_GRACE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from bridge.cli.adjustments import outbox, prune
+from bridge.cli.alerting import alerts
 from bridge.cli.backfilling import backfill
 from bridge.cli.inbox import events, replay
 from bridge.cli.running import check, demo, sandbox, serve
@@ -27,7 +28,19 @@ def cli() -> None:
     """
 
 
-for command in (serve, check, sandbox, demo, send, events, replay, outbox, prune, backfill):
+for command in (
+    serve,
+    check,
+    sandbox,
+    demo,
+    send,
+    events,
+    replay,
+    outbox,
+    prune,
+    backfill,
+    alerts,
+):
     cli.add_command(command)
 
 

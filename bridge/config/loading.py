@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bridge.config.alerting import parse_alerts
 from bridge.config.schema import (
     MATCH,
     MODES,
@@ -64,6 +65,7 @@ def parse_config(
         "connectors",
         "log_level",
         "retention",
+        "alerts",
     )
     credyt = _credyt(top.section("credyt"))
     delivery = _delivery(top.section("delivery"))
@@ -83,6 +85,7 @@ def parse_config(
         log_level=top.choice("log_level", ("debug", "info", "warning", "error"), "info"),
         retention=top.duration("retention", 30 * 86400.0) or 30 * 86400.0,
         processing=processing,
+        alerts=parse_alerts(top.section("alerts")),
     )
     source.raise_errors()
     return config

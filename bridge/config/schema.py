@@ -165,6 +165,37 @@ class ServerConfig:
     admin_token: str | None = None
 
 
+ALERT_TARGET_TYPES = ("webhook", "slack")
+# Every condition an alert can be raised on; `backlog_age` takes a duration.
+ALERT_CONDITIONS = (
+    "adjustment_dead",
+    "event_failed",
+    "backlog_age",
+    "breaker_opened",
+    "credyt_key_rejected",
+)
+
+
+@dataclass(frozen=True)
+class AlertTarget:
+    """Where alerts go: a generic webhook (JSON) or a Slack-compatible incoming webhook.
+    `url` is a secret (Slack's carries its token): logs and answers name the target."""
+
+    name: str
+    type: str
+    url: str
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    targets: tuple[AlertTarget, ...] = ()
+    # The conditions alerted on; `backlog_age` is in `backlog_age`, None when off.
+    conditions: frozenset[str] = frozenset(ALERT_CONDITIONS)
+    backlog_age: float | None = 1800.0  # the oldest pending adjustment older than this
+    window: float = 600.0  # one message per condition per window, then a summary
+    base_url: str | None = None  # the console's base, for links in the messages
+
+
 @dataclass(frozen=True)
 class Config:
     path: str
@@ -176,6 +207,7 @@ class Config:
     log_level: str = "info"
     retention: float = 30 * 86400.0
     processing: ProcessingConfig = ProcessingConfig()
+    alerts: AlertsConfig | None = None  # None: no `alerts:` section, nothing is sent
 
 
 def find_connector(config: Config, ref: str) -> ConnectorConfig:

@@ -100,6 +100,10 @@ class KeyCheck:
         self.account: AccountContext | None = None
         self.problem: str | None = "the Credyt API key has not been checked yet"
         self.attempts = 0
+        # Times Credyt started rejecting the key (401/403), for alerts: one per spell,
+        # however often the check is repeated during it.
+        self.rejections = 0
+        self._rejected = False
         metrics.credyt_key_accepted.set(0)
 
     @property
@@ -123,6 +127,9 @@ class KeyCheck:
             return False
         except CredytError as exc:  # a rejected key (401/403), or an unreadable answer
             self.problem = str(exc)
+            if not self._rejected:
+                self._rejected = True
+                self.rejections += 1
             log.error(
                 "credyt_key_rejected",
                 status_code=exc.status_code,
@@ -130,7 +137,7 @@ class KeyCheck:
                 attempt=self.attempts,
             )
             return False
-        self.account, self.problem = account, None
+        self.account, self.problem, self._rejected = account, None, False
         self.metrics.credyt_key_accepted.set(1)
         log.info(
             "credyt_key_accepted",

@@ -43,6 +43,7 @@ from bridge.errors import StoreError
 from bridge.events import Envelope
 from bridge.storage import pruning
 from bridge.storage import queries as statements
+from bridge.storage.postgres_alerts import alert_transaction
 from bridge.storage.postgres_feed import ADJUSTMENTS_CHANNEL, EVENTS_CHANNEL, ChangeListener, notify
 from bridge.storage.postgres_pools import (
     CONNECT_TIMEOUT,
@@ -69,7 +70,7 @@ from bridge.storage.rows import (
     outbox_row,
     qualified,
 )
-from bridge.storage.store import CLOCK_STEP_SLACK, redact_database
+from bridge.storage.store import CLOCK_STEP_SLACK, RunSQL, redact_database
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
@@ -413,6 +414,15 @@ class PostgresStore(StoreReads):
         return await pruning.prune_in_batches(
             lambda: self._write(adjustments), lambda: self._write(events)
         )
+
+    async def alert_transaction(self, fn: Callable[[RunSQL], T]) -> T:
+        """Run `fn` in one transaction under an advisory lock (AlertTables)."""
+        if self._reads is None or self._closed:
+            raise StoreError("the store is closed")
+        return await alert_transaction(self._reads, fn)
+
+    def alert_query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._query(POSTGRES.sql(sql), params)
 
     # -- waking the other replicas ----------------------------------------------------
 

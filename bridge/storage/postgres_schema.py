@@ -12,13 +12,14 @@ import psycopg
 import structlog
 
 from bridge.errors import StoreError
+from bridge.storage.alert_tables import ALERT_TABLES_POSTGRES
 from bridge.storage.decision_backfill import KNOWN_PAYMENT_IDS, fill_decisions
 from bridge.storage.queries import for_psycopg
 from bridge.storage.rows import OUTBOX_COLUMNS
 
 log = structlog.get_logger("bridge.storage.postgres")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MIGRATION_LOCK = 0x637265647974  # pg_advisory_xact_lock key: "credyt"
 
 _MIGRATION_V1 = (
@@ -138,6 +139,9 @@ _MIGRATION_V4: tuple[str | Callable[[psycopg.Connection[Any]], None], ...] = (
     _fill_v4,
 )
 
+# Alerts noticed and the messages that carry them to each target (see bridge.alerting).
+_MIGRATION_V5 = ALERT_TABLES_POSTGRES
+
 # Each migration brings the schema from version N-1 to N (the same steps as the SQLite
 # store's); all run in one transaction. A step is SQL, or a function of the connection.
 MIGRATIONS: dict[int, tuple[str | Callable[[psycopg.Connection[Any]], None], ...]] = {
@@ -145,6 +149,7 @@ MIGRATIONS: dict[int, tuple[str | Callable[[psycopg.Connection[Any]], None], ...
     2: _MIGRATION_V2,
     3: _MIGRATION_V3,
     4: _MIGRATION_V4,
+    5: _MIGRATION_V5,
 }
 
 

@@ -13,8 +13,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from bridge.errors import DecisionConflictError, StoreError
 from bridge.events import Envelope
@@ -25,7 +25,9 @@ from bridge.storage.records import DeliveryOutcome, OutboxRow, PaymentState, Pro
 from bridge.storage.rows import OUTBOX_COLUMNS, outbox_row
 from bridge.storage.sqlite_schema import SCHEMA_VERSION, connect, migrate
 from bridge.storage.sqlite_writer import Writer
-from bridge.storage.store import CLOCK_STEP_SLACK
+from bridge.storage.store import CLOCK_STEP_SLACK, RunSQL
+
+T = TypeVar("T")
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "file_identity"]
 
@@ -204,6 +206,20 @@ class SQLiteStore(StoreReads):
             )
 
         return await self.writer.run(reset)
+
+    async def alert_transaction(self, fn: Callable[[RunSQL], T]) -> T:
+        """Run `fn` in one savepoint of the writer's transaction (AlertTables)."""
+
+        def run(conn: sqlite3.Connection) -> T:
+            def execute(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+                return conn.execute(sql, tuple(params)).fetchall()
+
+            return fn(execute)
+
+        return await self.writer.run(run)
+
+    def alert_query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._query(sql, params)
 
     async def prune_finished(self, before: float) -> dict[str, int]:
         """Delete finished rows last touched before `before`, in small transactions

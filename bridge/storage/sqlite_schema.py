@@ -15,10 +15,11 @@ from collections.abc import Callable
 import sqlite_utils
 
 from bridge.errors import StoreError
+from bridge.storage.alert_tables import ALERT_TABLES_SQLITE
 from bridge.storage.decision_backfill import KNOWN_PAYMENT_IDS, fill_decisions
 from bridge.storage.rows import OUTBOX_COLUMNS
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _migrate_v1(db: sqlite_utils.Database) -> None:
@@ -146,6 +147,13 @@ def _migrate_v4(db: sqlite_utils.Database) -> None:
         conn.execute(*statement)
 
 
+def _migrate_v5(db: sqlite_utils.Database) -> None:
+    # Alerts noticed (one row per thing that happened, unique per key) and the messages
+    # that carry them to each target, so a restart loses none (see bridge.alerting).
+    for statement in ALERT_TABLES_SQLITE:
+        db.conn.execute(statement)
+
+
 def _autoincrement(conn: sqlite3.Connection, table: str) -> None:
     (create,) = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
@@ -180,6 +188,7 @@ MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     2: _migrate_v2,
     3: _migrate_v3,
     4: _migrate_v4,
+    5: _migrate_v5,
 }
 
 

@@ -8,7 +8,7 @@ and workers never see which one they talk to.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from bridge.events import Envelope
@@ -102,6 +102,26 @@ class ChangeFeed(Protocol):
     def subscribe(
         self, *, events: Callable[[], None], adjustments: Callable[[], None]
     ) -> Callable[[], None]: ...
+
+
+# One statement with `?` placeholders and its parameters -> the rows it returned (none for
+# a statement without RESULT/RETURNING), run inside the transaction `alert_transaction` opened.
+RunSQL = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+T = TypeVar("T")
+
+
+@runtime_checkable
+class AlertTables(Protocol):
+    """A store with the `alerts` tables (schema 5): `alert_transaction(fn)` runs `fn`
+    over ONE write transaction, serialized with every other process's (SQLite's one
+    writer; PostgreSQL: an advisory lock), so two replicas never send one alert twice;
+    `alert_query` reads outside it."""
+
+    async def alert_transaction(self, fn: Callable[[RunSQL], T]) -> T: ...
+
+    # A read (`?` placeholders) on a read connection, outside any write transaction:
+    # what the alert conditions look at, so the writer is not held while they scan.
+    def alert_query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")

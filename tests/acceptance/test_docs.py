@@ -55,6 +55,9 @@ connectors:
       - name: reverse-rule
         on: invoice.paid
         reverse: {{}}
+alerts:
+  targets: [{{type: slack, url: "https://hooks.example.com/x"}}]
+  on: {{adjustment_dead: true}}
 """
 
 # Only what is required, so every other key has its default.
@@ -67,6 +70,7 @@ connectors:
     rules:
       - {{name: credit-rule, on: invoice.paid, credit: {{}}}}
       - {{name: reverse-rule, on: invoice.paid, reverse: {{}}}}
+alerts: {{targets: [{{type: webhook, url: "https://hooks.example.com/x"}}]}}
 """
 
 ENV = {
