@@ -26,6 +26,7 @@ from tests.conftest import (
     bridge_config,
     wait_until,
 )
+from tests.helpers.operator import run_cli
 
 AMOUNTS = FIXTURES / "amounts"
 
@@ -78,7 +79,9 @@ def paddle_envelope(event_type: str, data: dict[str, Any], event_id: str) -> dic
 
 
 def start(make_bridge: Callable[..., RunningBridge], sandbox: Sandbox, tmp: Path) -> RunningBridge:
-    return make_bridge(bridge_config(str(tmp / "bridge.db"), sandbox.url, CONNECTORS))
+    text = bridge_config(str(tmp / "bridge.db"), sandbox.url, CONNECTORS)
+    (tmp / "config.yaml").write_text(text, encoding="utf-8")  # for the CLI
+    return make_bridge(text)
 
 
 def accepted(response: Any) -> None:
@@ -113,6 +116,17 @@ def test_half_refund_of_a_taxed_payment_reverses_half_of_every_basis(
     assert {account: sandbox.state.balance(customer, "EUR", account) for account in balances} == {
         account: amount / 2 for account, amount in balances.items()
     }
+    # `events show` prints every amount the payment had beside the one each rule credited
+    shown = run_cli(tmp_path / "config.yaml", "events", "show", "evt_txn").stdout
+    assert "amounts (in EUR, what the credit rules choose from):" in shown
+    for line in ("paid      6.00 EUR", "tax       1.00 EUR", "net       5.00 EUR"):
+        assert line in shown, shown
+    assert "subtotal  10.00 EUR" in shown and "discount  5.00 EUR" in shown
+    assert shown.count("credited    amount net") == 1
+    assert shown.count("credited    amount subtotal") == 1
+    # `check` prints each rule's basis
+    checked = run_cli(tmp_path / "config.yaml", "check").stdout
+    assert "credit net (currency)" in checked and "credit subtotal (currency)" in checked
     # the same refund again takes nothing more
     accepted(running.send_paddle(paddle_envelope("adjustment.updated", refund, "evt_refund_again")))
     running.settle()
