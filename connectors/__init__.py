@@ -58,6 +58,7 @@ class SampleRequest:
     amount_minor: int
     currency: str
     payment: str | None = None  # for reversals: the payment they reverse
+    tax_minor: int = 0  # the tax inside amount_minor (tax-exclusive pricing)
 
 
 class ConnectorType(Protocol):

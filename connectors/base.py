@@ -269,4 +269,6 @@ def sample_arguments(request: SampleRequest, payment_keyword: str) -> dict[str, 
         arguments["psp_customer"] = request.psp_customer
     if request.payment:
         arguments[payment_keyword] = request.payment
+    if request.tax_minor:
+        arguments["tax_minor"] = request.tax_minor
     return arguments

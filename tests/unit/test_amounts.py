@@ -7,6 +7,7 @@ and Adaptive Pricing (tests/fixtures/amounts/, sources in tests/fixtures/SOURCES
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -303,3 +304,76 @@ def test_currencies_are_iso_codes() -> None:
         parse_config(text)
     config = parse_config(text.replace("EURO", "eur"))
     assert config.connectors["paddle"].currencies == ("USD", "EUR")
+
+
+# -- the sample builders (send, the demo) produce taxed payments -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("event_type", "api_version"),
+    [
+        ("invoice.paid", "2025-03-31.basil"),
+        ("invoice.paid", "2020-08-27"),
+        ("checkout.session.completed", "2025-03-31.basil"),
+    ],
+)
+def test_stripe_samples_with_tax_read_back_as_net(event_type: str, api_version: str) -> None:
+    from connectors.stripe import sample_event
+
+    raw = sample_event(
+        event_type,
+        event_id="evt_sample",
+        object_id="cs_sample" if event_type.startswith("checkout") else "in_sample",
+        customer="cust_1",
+        amount_minor=1200,
+        tax_minor=200,
+        currency="eur",
+        api_version=api_version,
+    )
+    event = StripeConnector(secrets=["s"], tolerance=0).normalize(raw)
+    assert isinstance(event, PaymentEvent) and event.amounts is not None
+    assert (event.amounts.paid, event.amounts.net, event.amounts.subtotal) == (
+        Decimal("12.00"),
+        Decimal("10.00"),
+        Decimal("10.00"),
+    )
+
+
+def test_paddle_sample_with_tax_reads_back_as_net_and_its_refund_has_the_split() -> None:
+    from connectors.paddle import sample_event
+
+    raw = sample_event(
+        "transaction.completed",
+        event_id="evt_sample",
+        object_id="txn_sample",
+        amount_minor=1200,
+        tax_minor=200,
+        currency="EUR",
+    )
+    event = PaddleConnector(secrets=["s"], tolerance=0).normalize(raw)
+    assert isinstance(event, PaymentEvent) and event.amounts is not None
+    assert (event.amounts.paid, event.amounts.net) == (Decimal("12.00"), Decimal("10.00"))
+    refund: Any = sample_event(
+        "adjustment.updated",
+        event_id="evt_refund",
+        object_id="adj_sample",
+        transaction_id="txn_sample",
+        amount_minor=600,
+        tax_minor=100,
+        currency="EUR",
+    )
+    assert refund["data"]["totals"]["subtotal"] == "500"
+    assert refund["data"]["totals"]["tax"] == "100"
+
+
+def test_send_refuses_more_tax_than_the_amount() -> None:
+    from bridge.errors import BridgeError
+    from bridge.operating.sending import SendRequest, build_webhook
+
+    request = SendRequest(
+        psp="paddle", event_type="transaction.completed", url="http://127.0.0.1:1", secret="s"
+    )
+    body, _ = build_webhook(replace(request, amount="12.00", tax="2.00", currency="EUR"))
+    assert json.loads(body)["data"]["details"]["totals"]["tax"] == "200"
+    with pytest.raises(BridgeError, match=r"--tax 13.00 is more than --amount 12.00"):
+        build_webhook(replace(request, amount="12.00", tax="13.00"))
