@@ -87,7 +87,8 @@ def invoice_amounts(invoice: Raw, paid: int, currency: str) -> Amounts:
 
 def _invoice_tax(invoice: Raw, what: str) -> int | None:
     """`tax` (before basil), else the sum of `total_taxes` (basil on) or of
-    `total_tax_amounts` (before basil); None when the invoice says nothing of tax."""
+    `total_tax_amounts` (before basil), else 0 for `tax: null`; None when the invoice
+    says nothing of tax."""
     tax = optional_minor(invoice, "tax", what)
     if tax is not None:
         return tax
@@ -95,7 +96,8 @@ def _invoice_tax(invoice: Raw, what: str) -> int | None:
         entries = invoice.get(key)
         if isinstance(entries, list):
             return sum(_entry_amount(entry, f"{what} {key}") for entry in entries)
-    return None
+    # `tax: null` is how Stripe says no tax was computed (invoices of 2016 say it too).
+    return 0 if "tax" in invoice else None
 
 
 def _inclusive_tax(invoice: Raw, what: str) -> int | None:
