@@ -377,3 +377,48 @@ def test_send_refuses_more_tax_than_the_amount() -> None:
     assert json.loads(body)["data"]["details"]["totals"]["tax"] == "200"
     with pytest.raises(BridgeError, match=r"--tax 13.00 is more than --amount 12.00"):
         build_webhook(replace(request, amount="12.00", tax="13.00"))
+
+
+# -- what an invoice without tax fields gives ---------------------------------------------
+
+
+def test_a_2016_invoice_with_tax_null_credits_net_as_paid() -> None:
+    raw = json.loads(
+        (FIXTURES / "stripe" / "pre-2018" / "invoice.payment_succeeded.json").read_text()
+    )
+    assert raw["data"]["object"]["tax"] is None
+    event = StripeConnector(secrets=["s"], tolerance=0).normalize(raw)
+    assert isinstance(event, PaymentEvent) and event.amounts is not None
+    assert event.amounts.net == event.amounts.paid == event.amount
+
+
+def test_an_invoice_that_says_nothing_of_tax_fails_a_net_rule_with_the_reason() -> None:
+    from bridge.errors import EventError
+
+    raw = json.loads(
+        (FIXTURES / "stripe" / "pre-2018" / "invoice.payment_succeeded.json").read_text()
+    )
+    del raw["data"]["object"]["tax"]
+    event = StripeConnector(secrets=["s"], tolerance=0).normalize(raw)
+    assert isinstance(event, PaymentEvent) and event.amounts is not None
+    assert event.amounts.net is None
+    config = parse_config(CONFIG.format(name="stripe", secret=SECRET, on=event.event_type))
+    net = next(r for r in config.connectors["stripe"].rules if r.name == "net")
+    with pytest.raises(EventError, match="does not say its net amount"):
+        credit_amount(net, event)
+    paid = next(r for r in config.connectors["stripe"].rules if r.name == "paid")
+    assert credit_amount(paid, event) == event.amount
+
+
+def test_a_currency_condition_matches_the_integrators_currency() -> None:
+    event = stripe_event("stripe-checkout-adaptive-currency-conversion.json")
+    text = CONFIG.format(name="stripe", secret=SECRET, on=event.event_type)
+    for currency, matches in (("USD", True), ("EUR", False)):
+        config = parse_config(
+            text.replace(
+                "credit: {amount: paid}",
+                f"when: {{currency: [{currency}]}}\n        credit: {{amount: paid}}",
+            )
+        )
+        names = [r.name for r in matching_rules(event, config.connectors["stripe"])]
+        assert ("paid" in names) is matches
