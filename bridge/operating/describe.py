@@ -35,7 +35,7 @@ def event_text(detail: dict[str, Any]) -> str:
     for key, value in normalized.items():
         text = value if isinstance(value, str) else json.dumps(value)
         lines.append(f"  {key.ljust(width)}  {text}")
-    lines += amounts_lines(normalized.get("amounts"))
+    lines += amounts_lines(normalized.get("amounts"), normalized.get("kind"))
     adjustments = detail["adjustments"]
     lines += ["", f"adjustments ({len(adjustments)}):"]
     if not adjustments:
@@ -69,12 +69,14 @@ def event_text(detail: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def amounts_lines(amounts: Any) -> list[str]:
-    """What the payment was worth on every basis (`-`: the PSP object does not say)."""
+def amounts_lines(amounts: Any, kind: Any = "payment") -> list[str]:
+    """What the payment was worth on every basis (`-`: the PSP object does not say);
+    for a refund or chargeback, the PSP's own split of it."""
     if not isinstance(amounts, dict):
         return []
     currency = amounts.get("currency", "")
-    lines = ["", f"amounts (in {currency}, what the credit rules choose from):"]
+    what = "what the credit rules choose from" if kind == "payment" else "the PSP's own split"
+    lines = ["", f"amounts (in {currency}, {what}):"]
     for name, what in (
         ("paid", "gross, tax included"),
         ("tax", ""),

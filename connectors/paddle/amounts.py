@@ -37,3 +37,15 @@ def transaction_amounts(totals: Raw, paid: int, currency: str, what: str) -> Amo
         subtotal=share(optional_minor(totals, "subtotal", where), paid, whole),
         discount=share(optional_minor(totals, "discount", where), paid, whole),
     )
+
+
+def adjustment_amounts(totals: Raw, refunded: int, currency: str, what: str) -> Amounts:
+    """A refund's or chargeback's own split: `totals.subtotal`, `tax` and `total`."""
+    where = f"{what} totals"
+    return amounts_of(
+        currency,
+        currency_exponent(currency),
+        paid=refunded,
+        tax=optional_minor(totals, "tax", where),
+        subtotal=optional_minor(totals, "subtotal", where),
+    )

@@ -24,7 +24,7 @@ from bridge.errors import EventError
 from bridge.events import Ignored, Kind, LineItem, Normalized, PaymentEvent
 from bridge.money import parse_minor, to_major
 from connectors.base import Raw, WebhookConnector, attributes, mapping
-from connectors.paddle.amounts import transaction_amounts
+from connectors.paddle.amounts import adjustment_amounts, transaction_amounts
 from connectors.paddle.payloads import (
     checked_time,
     currency_exponent,
@@ -154,6 +154,9 @@ class PaddleReaders(WebhookConnector):
             reversal_key=adj_id,
             currency=currency,
             amount_minor=amount_minor,
+            # the refund's own split, shown by `events show` (the debit's proportion is
+            # totals.total of the transaction's grand_total: docs/amounts.md)
+            amounts=adjustment_amounts(totals, amount_minor, currency, f"{action} {adj_id}"),
             psp_customer_id=optional_str(adjustment.get("customer_id")),
             attributes=attributes(action=action, status=status),
             object_ids=object_ids,

@@ -124,6 +124,9 @@ def test_half_refund_of_a_taxed_payment_reverses_half_of_every_basis(
     assert "subtotal  10.00 EUR" in shown and "discount  5.00 EUR" in shown
     assert shown.count("credited    amount net") == 1
     assert shown.count("credited    amount subtotal") == 1
+    refund_shown = run_cli(tmp_path / "config.yaml", "events", "show", "evt_refund").stdout
+    assert "amounts (in EUR, the PSP's own split):" in refund_shown
+    assert "paid      3.00 EUR" in refund_shown and "net       2.50 EUR" in refund_shown
     # `check` prints each rule's basis
     checked = run_cli(tmp_path / "config.yaml", "check").stdout
     assert "credit net (currency)" in checked and "credit subtotal (currency)" in checked
