@@ -53,6 +53,36 @@ class LineItem:
     quantity: int
 
 
+# The amount bases a credit rule may name (`amount: paid | net | subtotal`).
+BASES = ("paid", "net", "subtotal")
+
+
+@dataclass(frozen=True, slots=True)
+class Amounts:
+    """What a payment was worth, exact, in major units of `currency`: the integrator's
+    own currency (with Stripe Adaptive Pricing, not the one the customer paid in).
+
+    Every figure is the share of the PSP object that this payment paid (an invoice that
+    a customer balance paid in part: amount_paid / total of each figure), so `net` is
+    `paid` without its tax. None where the PSP object does not say (a PaymentIntent has
+    no tax information)."""
+
+    currency: str
+    paid: Decimal  # gross: what the customer paid, tax included
+    net: Decimal | None = None  # paid, excluding tax
+    subtotal: Decimal | None = None  # the list price, before discounts and tax
+    tax: Decimal | None = None
+    discount: Decimal | None = None
+    # The currency and amount the customer saw, when it is not `currency`.
+    presentment_currency: str | None = None
+    presentment_amount: Decimal | None = None
+
+    def of(self, basis: str) -> Decimal | None:
+        """The amount of one of BASES; None when the payment does not say it."""
+        value: Decimal | None = getattr(self, basis) if basis in BASES else None
+        return value
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentEvent:
     psp: str  # "stripe" | "paddle"
@@ -66,6 +96,9 @@ class PaymentEvent:
     currency: str  # ISO code, upper case
     amount_minor: int  # this payment's (or reversal's) amount in the PSP's minor units
     amount: Decimal  # the same, in major units, exact
+    # Payments: what the payment was worth on every basis, in the currency credited
+    # (amount_minor stays what was charged: refunds are in its units).
+    amounts: Amounts | None = None
     occurred_at: datetime | None = None
     # For reversals: the refund / dispute / adjustment id (the idempotency key).
     reversal_key: str | None = None

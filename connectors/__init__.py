@@ -12,8 +12,9 @@ A connector knows its PSP and nothing about Credyt or the store. An instance
 
 Its class (`ConnectorType`) holds what the rest of the bridge asks about the PSP: its
 name and title, currency exponents, default tolerance, the event types and `when:`
-conditions its rules may use, config warnings, how to sign and produce sample webhooks
-(`send`, the demo, the tests), and its event list for `backfill`.
+conditions its rules may use, which amount bases each payment event carries, config
+warnings, how to sign and produce sample webhooks (`send`, the demo, the tests), and its
+event list for `backfill`.
 
 `REGISTRY` names every connector type; `connectors.base` is the skeleton they share.
 """
@@ -57,6 +58,7 @@ class SampleRequest:
     amount_minor: int
     currency: str
     payment: str | None = None  # for reversals: the payment they reverse
+    tax_minor: int = 0  # the tax inside amount_minor (tax-exclusive pricing)
 
 
 class ConnectorType(Protocol):
@@ -98,6 +100,10 @@ class ConnectorType(Protocol):
     def event_types(self) -> frozenset[str]: ...  # what a rule's `on:` may name
 
     def exponent(self, currency: str) -> int: ...  # decimals of the PSP's amounts
+
+    # Why `amount: <basis>` can not be credited of `event_type` (no tax information in
+    # its payload); None when it can.
+    def amount_basis_error(self, event_type: str, basis: str) -> str | None: ...
 
     def rule_warning(self, on: Sequence[str], metadata: Mapping[str, str]) -> str | None: ...
 

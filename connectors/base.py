@@ -20,10 +20,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any, ClassVar
 
 from bridge.errors import EventError, MalformedEventError, SignatureError
-from bridge.events import Envelope, Ignored, Normalized
+from bridge.events import Amounts, Envelope, Ignored, Normalized
+from bridge.money import parse_minor, to_major
 from connectors import SampleRequest
 
 Raw = Mapping[str, Any]
@@ -60,6 +62,10 @@ class WebhookConnector:
     object_prefixes: ClassVar[Mapping[str, str]]  # event type prefix -> object id prefix
     type_key: ClassVar[str]  # the payload key naming the event type
     event_readers: ClassVar[Mapping[str, Callable[[Any, Raw, Raw], Normalized]]]
+    # The amount bases (`amount: paid | net | subtotal`) each payment event type carries,
+    # and why a basis is missing where it is: what the config refuses at load.
+    amount_bases: ClassVar[Mapping[str, tuple[str, ...]]]
+    missing_basis_reasons: ClassVar[Mapping[str, str]] = {}
 
     def __init__(
         self,
@@ -78,6 +84,14 @@ class WebhookConnector:
     def event_types(cls) -> frozenset[str]:
         """The event types this connector acts on (what a rule's `on:` may name)."""
         return frozenset(cls.event_readers)
+
+    @classmethod
+    def amount_basis_error(cls, event_type: str, basis: str) -> str | None:
+        """Why a credit of `basis` can not be made of `event_type` events; None if it can."""
+        if basis == "paid" or basis in cls.amount_bases.get(event_type, ("paid",)):
+            return None
+        why = cls.missing_basis_reasons.get(event_type, "its payload has no tax breakdown")
+        return f"amount {basis} is not known for {event_type}: {why}"
 
     # -- verification -------------------------------------------------------------
 
@@ -192,6 +206,55 @@ def _out_of_range(what: str, value: object) -> str:
     )
 
 
+def optional_minor(obj: Raw, key: str, what: str) -> int | None:
+    """An amount of minor units at `key`, None when the payload does not have it."""
+    value = obj.get(key)
+    return None if value is None else parse_minor(value, field=f"{what} {key}")
+
+
+def share(value: int | None, part: int, whole: int | None) -> int | None:
+    """`value * part / whole` in whole minor units, rounded half even: the part of an
+    object's figure that a payment of `part` of its `whole` paid (an invoice a customer
+    balance paid in part; a currency conversion). `value` itself when part == whole."""
+    if value is None or whole is None:
+        return None
+    if part == whole:
+        return value
+    if whole == 0:
+        return 0
+    with localcontext() as ctx:
+        ctx.prec = 60
+        exact = Decimal(value) * Decimal(part) / Decimal(whole)
+    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def amounts_of(
+    currency: str,
+    exponent: int,
+    *,
+    paid: int,
+    tax: int | None = None,
+    subtotal: int | None = None,
+    discount: int | None = None,
+    presentment: tuple[str, Decimal] | None = None,
+) -> Amounts:
+    """The `Amounts` of a payment from minor units of `currency`; net is paid less tax."""
+
+    def major(minor: int | None) -> Decimal | None:
+        return None if minor is None else to_major(minor, exponent)
+
+    return Amounts(
+        currency=currency,
+        paid=to_major(paid, exponent),
+        net=major(None if tax is None else paid - tax),
+        subtotal=major(subtotal),
+        tax=major(tax),
+        discount=major(discount),
+        presentment_currency=presentment[0] if presentment else None,
+        presentment_amount=presentment[1] if presentment else None,
+    )
+
+
 def sample_arguments(request: SampleRequest, payment_keyword: str) -> dict[str, Any]:
     """The keywords of a connector's `sample_event` for `request`; the payment a
     reversal names goes in `payment_keyword`, defaults stand for what is not given."""
@@ -206,4 +269,6 @@ def sample_arguments(request: SampleRequest, payment_keyword: str) -> dict[str, 
         arguments["psp_customer"] = request.psp_customer
     if request.payment:
         arguments[payment_keyword] = request.payment
+    if request.tax_minor:
+        arguments["tax_minor"] = request.tax_minor
     return arguments

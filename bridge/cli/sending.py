@@ -31,6 +31,12 @@ from connectors import connector_names, connector_type
 @click.option("--customer", help="Credyt customer id to put in the payment's metadata.")
 @click.option("--psp-customer", help="The PSP customer id (cus_... / ctm_...).")
 @click.option("--amount", default="20.00", show_default=True, help="Amount in major units.")
+@click.option(
+    "--tax",
+    default="0",
+    show_default=True,
+    help="Tax included in --amount, major units (tax-exclusive pricing: the rest is net).",
+)
 @click.option("--currency", default="USD", show_default=True)
 @click.option("--event-id", help="Event id (default: a new random one).")
 @click.option("--object-id", help="Invoice / PaymentIntent / transaction id (default: random).")
@@ -46,6 +52,7 @@ def send(
     customer: str | None,
     psp_customer: str | None,
     amount: str,
+    tax: str,
     currency: str,
     event_id: str | None,
     object_id: str | None,
@@ -60,6 +67,8 @@ def send(
     Example:
       credyt-bridge send stripe invoice.paid --url http://127.0.0.1:8080/webhooks/stripe \\
           --customer cust_473cr1y0ghbyc3m1yfbwvn3nxx --amount 49.99 --currency usd
+      credyt-bridge send paddle transaction.completed --url http://127.0.0.1:8080/webhooks/paddle \
+          --customer cust_473cr1y0ghbyc3m1yfbwvn3nxx --amount 12.00 --tax 2.00 --currency EUR
     """
     from bridge.operating.sending import SendRequest, send_webhook
 
@@ -86,6 +95,7 @@ def send(
             event_id=event_id,
             object_id=object_id,
             payment=payment,
+            tax=tax,
         )
     )
     click.echo(f"{status} {answer}")

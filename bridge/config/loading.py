@@ -33,6 +33,7 @@ from bridge.config.schema import (
 )
 from bridge.config.yamlsource import Section, load_yaml
 from bridge.errors import ConfigError
+from bridge.events import BASES
 
 if TYPE_CHECKING:
     from connectors import ConnectorType
@@ -184,6 +185,7 @@ def _connector(name: str, section: Section) -> ConnectorConfig:
         "api_key",
         "api_base",
         "api_version",
+        "currencies",
     )
     if not _CONNECTOR_NAME.match(name):
         section.error(
@@ -221,10 +223,23 @@ def _connector(name: str, section: Section) -> ConnectorConfig:
         or "credyt_customer_id",
         match=section.choice("match", MATCH, "first"),
         rules=rules,
+        currencies=_currencies(section),
         api_key=section.text("api_key") or None,
         api_base=_api_base(section),
         api_version=_api_version(section, types.get(kind)),
     )
+
+
+def _currencies(section: Section) -> tuple[str, ...]:
+    """`currencies:` the ISO codes the connector may credit (empty: any)."""
+    codes = section.texts("currencies")
+    for index, code in enumerate(codes):
+        if not (len(code) == 3 and code.isascii() and code.isalpha()):
+            section.source.error(
+                (*section.path, "currencies", index),
+                f"not an ISO 4217 currency code: {code!r}",
+            )
+    return tuple(dict.fromkeys(code.upper() for code in codes))
 
 
 def _api_version(section: Section, kind: ConnectorType | None) -> str:
@@ -267,11 +282,17 @@ def _rule(section: Section, kind: str, events: frozenset[str]) -> Rule:
         for key in when.data:
             if key not in usable and key in CONDITION_KEYS:
                 when.error(key, f"{kind} events have no {key}; a rule on it could never match")
+    credit = _credit(section.section("credit")) if has_credit else None
+    if credit is not None and credit.amount is None and kind in connector_types():
+        for event_type in on:
+            error = connector_types()[kind].amount_basis_error(event_type, credit.basis)
+            if error is not None:
+                section.section("credit").error("amount", error)
     return Rule(
         name=name,
         on=on,
         when=_conditions(when),
-        credit=_credit(section.section("credit")) if has_credit else None,
+        credit=credit,
         reverse=_reverse(section.section("reverse")) if has_reverse else None,
         line=section.source.line(section.path),
     )
@@ -331,12 +352,13 @@ def _credit(section: Section) -> CreditSpec:
         section.error("asset", f"not an asset code: {asset!r}")
     amount: Decimal | None = None
     raw_amount = section.data.get("amount", "paid")
-    if raw_amount != "paid":
+    basis = raw_amount if raw_amount in BASES else "paid"
+    if raw_amount not in BASES:
         amount = section.decimal("amount")
         if amount is not None and amount <= 0:
             section.error("amount", "a fixed credit must be positive")
     per_unit = bool(section.flag("per_unit", False))
-    if per_unit and raw_amount == "paid":
+    if per_unit and raw_amount in BASES:
         section.error("per_unit", "per_unit needs a fixed amount")
     rate = section.decimal("rate", Decimal(1)) or Decimal(1)
     if rate <= 0:
@@ -346,6 +368,7 @@ def _credit(section: Section) -> CreditSpec:
     return CreditSpec(
         asset=asset.upper() if asset and asset.isalpha() and len(asset) == 3 else asset,
         amount=amount,
+        basis=str(basis),
         per_unit=per_unit,
         rate=rate,
         account=section.text("account", "default") or "default",

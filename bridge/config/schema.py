@@ -64,7 +64,8 @@ class Conditions:
 @dataclass(frozen=True)
 class CreditSpec:
     asset: str | None = None  # None: the payment's currency
-    amount: Decimal | None = None  # None: the amount paid; else a fixed amount
+    amount: Decimal | None = None  # None: the payment's amount on `basis`; else a fixed amount
+    basis: str = "paid"  # paid (tax included) | net (excluding tax) | subtotal (list price)
     per_unit: bool = False  # fixed amount times the payment's quantity
     rate: Decimal = Decimal(1)  # multiplies the amount (custom assets)
     account: str = "default"
@@ -74,7 +75,7 @@ class CreditSpec:
     metadata: dict[str, str] = field(default_factory=dict)
 
     def describe_amount(self) -> str:
-        base = "paid" if self.amount is None else str(self.amount)
+        base = self.basis if self.amount is None else str(self.amount)
         if self.per_unit:
             base += " per unit"
         if self.rate != 1:
@@ -120,6 +121,9 @@ class ConnectorConfig:
     customer_metadata_key: str = "credyt_customer_id"
     match: str = "first"
     rules: tuple[Rule, ...] = ()
+    # The currencies this connector may credit (ISO codes); empty: any. A payment in
+    # another currency fails with the reason instead of funding an unpriced asset.
+    currencies: tuple[str, ...] = ()
     # For `credyt-bridge backfill`: the PSP's API key and, for tests or a proxy, its base URL.
     api_key: str | None = None
     api_base: str | None = None

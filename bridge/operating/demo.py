@@ -3,7 +3,8 @@
 Starts the Credyt sandbox and a bridge (on `config.example.yaml`, the embedded
 defaults) on free loopback ports, sends signed Stripe and Paddle webhooks (renewals, a
 duplicate, the same invoice under another event, a Stripe top-up and its refund
-reported twice, a Paddle top-up and its refund, one Credyt failure that is retried),
+reported twice, a taxed Paddle top-up credited by its net and its refund, one Credyt
+failure that is retried),
 waits for every adjustment to be delivered, and prints the wallets and the outbox.
 Returns True when the balances are what the payments say.
 """
@@ -122,7 +123,8 @@ def _steps(alice: str, bob: str, sandbox: SandboxState) -> list[Step]:
         event_id="evt_demo_txn",
         object_id="txn_demo_topup",
         customer=bob,
-        amount_minor=3000,
+        amount_minor=3600,  # 30.00 + 20% VAT: the example config credits the net 30.00
+        tax_minor=600,
         currency="EUR",
         origin="web",
         created=now,
@@ -133,7 +135,8 @@ def _steps(alice: str, bob: str, sandbox: SandboxState) -> list[Step]:
         object_id="adj_demo_refund",
         transaction_id="txn_demo_topup",
         customer=bob,
-        amount_minor=1000,
+        amount_minor=1200,  # a third of the payment: a third of the 30.00 credit
+        tax_minor=200,
         currency="EUR",
         action="refund",
         status="approved",
@@ -162,10 +165,16 @@ def _steps(alice: str, bob: str, sandbox: SandboxState) -> list[Step]:
             "accepted",
         ),
         Step(
-            "Paddle top-up, transaction.completed, EUR 30.00", "paddle", paddle_payment, "accepted"
+            "Paddle top-up EUR 36.00 incl. 6.00 VAT (credits net 30.00)",
+            "paddle",
+            paddle_payment,
+            "accepted",
         ),
         Step(
-            "Paddle refund of EUR 10.00, adjustment approved", "paddle", paddle_refund, "accepted"
+            "Paddle refund of EUR 12.00 incl. 2.00 VAT, approved",
+            "paddle",
+            paddle_refund,
+            "accepted",
         ),
     ]
 
@@ -236,7 +245,7 @@ async def _send_all(url: str, steps: list[Step]) -> bool:
             status = response.json().get("status") if response.status_code == 200 else None
             mark = "ok" if status == step.expect else "UNEXPECTED"
             ok = ok and status == step.expect
-            click.echo(f"{number}. {step.title:<52} -> {response.status_code} {status}  [{mark}]")
+            click.echo(f"{number}. {step.title:<60} -> {response.status_code} {status}  [{mark}]")
             await asyncio.sleep(0.2)  # let each step show its effect in order
     return ok
 
@@ -268,7 +277,8 @@ def _print_balances(sandbox: SandboxState, alice: str, bob: str) -> bool:
         # 49.99 once despite 3 deliveries, + 10.00 retried, + 25.00 top-up - 10.00 refunded
         (alice, "USD"): Decimal("74.99"),
         (bob, "JPY"): Decimal("1500"),
-        (bob, "EUR"): Decimal("20.00"),  # 30.00 - 10.00 refunded
+        # the net 30.00 of 36.00 paid, less a third (12.00 of 36.00 refunded)
+        (bob, "EUR"): Decimal("20.00"),
     }
     click.echo("\nWallets at the Credyt sandbox:")
     ok = True

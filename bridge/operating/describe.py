@@ -35,6 +35,7 @@ def event_text(detail: dict[str, Any]) -> str:
     for key, value in normalized.items():
         text = value if isinstance(value, str) else json.dumps(value)
         lines.append(f"  {key.ljust(width)}  {text}")
+    lines += amounts_lines(normalized.get("amounts"), normalized.get("kind"))
     adjustments = detail["adjustments"]
     lines += ["", f"adjustments ({len(adjustments)}):"]
     if not adjustments:
@@ -44,6 +45,8 @@ def event_text(detail: dict[str, Any]) -> str:
             f"  #{adj['id']} {adj['kind']} {adj['amount']} {adj['asset']} to {adj['customer_id']}"
             f" (account {adj['account']}, rule {adj['rule']}): {adj['status']}"
         )
+        if adj.get("credited"):
+            lines.append(f"     credited    amount {adj['credited']}")
         lines.append(f"     transaction_id {adj['transaction_id']}")
         if adj["status"] == "pending" and adj["next_attempt_at"]:
             lines.append(f"     next attempt {_when(adj['next_attempt_at'])}")
@@ -64,6 +67,32 @@ def event_text(detail: dict[str, Any]) -> str:
         table = tabulate(rows, headers=["attempt at", "http", "outcome", "took", "Credyt answered"])
         lines.extend("     " + line for line in table.splitlines())
     return "\n".join(lines)
+
+
+def amounts_lines(amounts: Any, kind: Any = "payment") -> list[str]:
+    """What the payment was worth on every basis (`-`: the PSP object does not say);
+    for a refund or chargeback, the PSP's own split of it."""
+    if not isinstance(amounts, dict):
+        return []
+    currency = amounts.get("currency", "")
+    what = "what the credit rules choose from" if kind == "payment" else "the PSP's own split"
+    lines = ["", f"amounts (in {currency}, {what}):"]
+    for name, what in (
+        ("paid", "gross, tax included"),
+        ("tax", ""),
+        ("net", "paid excluding tax"),
+        ("subtotal", "list price, before discounts and tax"),
+        ("discount", ""),
+    ):
+        value = amounts.get(name)
+        shown = f"{value} {currency}" if value is not None else "-"
+        lines.append(f"  {name:<9} {shown:<16} {what}".rstrip())
+    if amounts.get("presentment_currency"):
+        lines.append(
+            f"  customer  {amounts.get('presentment_amount')} "
+            f"{amounts['presentment_currency']}  what the customer saw (Adaptive Pricing)"
+        )
+    return lines
 
 
 def summary_line(counts: dict[str, int]) -> str:

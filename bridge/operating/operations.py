@@ -116,16 +116,24 @@ def event_detail(
         raw: Any = json.loads(row.body or b"{}")
     except ValueError:
         raw = (row.body or b"").decode("utf-8", "replace")
+    runtime = connectors.get(row.connector)
+    bases = {
+        rule.name: rule.credit.describe_amount()
+        for rule in (runtime.config.rules if runtime is not None else ())
+        if rule.credit is not None
+    }
     adjustments = []
     for adjustment in store.adjustments_for_event(row.id):
         data = plain(row_dict(adjustment))
+        if adjustment.kind == "payment" and adjustment.rule in bases:
+            data["credited"] = bases[adjustment.rule]  # the rule's amount: paid, net...
         data["body"] = json.loads(adjustment.body)
         data["attempts_made"] = plain(store.attempts_for(adjustment.id))
         adjustments.append(data)
     return {
         "event": event_summary(row),
         "raw": raw,
-        "normalized": normalized_view(row, connectors.get(row.connector)),
+        "normalized": normalized_view(row, runtime),
         "adjustments": adjustments,
     }
 

@@ -26,6 +26,7 @@ class SendRequest:
     event_id: str | None = None
     object_id: str | None = None
     payment: str | None = None  # for reversals: the payment they reverse
+    tax: str = "0"  # major units of tax inside `amount` (tax-exclusive pricing)
 
 
 def new_id(prefix: str) -> str:
@@ -33,17 +34,17 @@ def new_id(prefix: str) -> str:
     return prefix + "".join(secrets.choice(alphabet) for _ in range(24))
 
 
-def minor_units(amount: str, psp: str, currency: str) -> int:
+def minor_units(amount: str, psp: str, currency: str, option: str = "--amount") -> int:
     try:
         value = Decimal(amount).scaleb(connector_type(psp).exponent(currency))
     except InvalidOperation as exc:
-        raise BridgeError(f"--amount {amount!r} is not a decimal number") from exc
+        raise BridgeError(f"{option} {amount!r} is not a decimal number") from exc
     if not value.is_finite():
-        raise BridgeError(f"--amount {amount!r} is not a finite amount")
+        raise BridgeError(f"{option} {amount!r} is not a finite amount")
     if value < 0:
-        raise BridgeError(f"--amount {amount} is negative; PSPs send refunds as their own events")
+        raise BridgeError(f"{option} {amount} is negative; PSPs send refunds as their own events")
     if value != value.to_integral_value():
-        raise BridgeError(f"--amount {amount} has more decimals than {currency.upper()} allows")
+        raise BridgeError(f"{option} {amount} has more decimals than {currency.upper()} allows")
     return int(value)
 
 
@@ -53,15 +54,20 @@ def build_webhook(req: SendRequest) -> tuple[bytes, dict[str, str]]:
         (p for start, p in kind.object_prefixes.items() if req.event_type.startswith(start)),
         "obj_",
     )
+    amount_minor = minor_units(req.amount, req.psp, req.currency)
+    tax_minor = minor_units(req.tax, req.psp, req.currency, "--tax")
+    if tax_minor > amount_minor:
+        raise BridgeError(f"--tax {req.tax} is more than --amount {req.amount}, which includes it")
     request = SampleRequest(
         event_type=req.event_type,
         event_id=req.event_id or new_id("evt_"),
         object_id=req.object_id or new_id(prefix),
         customer=req.customer,
         psp_customer=req.psp_customer,
-        amount_minor=minor_units(req.amount, req.psp, req.currency),
+        amount_minor=amount_minor,
         currency=req.currency,
         payment=req.payment,
+        tax_minor=tax_minor,
     )
     try:
         event = kind.sample(request)

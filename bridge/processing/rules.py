@@ -71,7 +71,7 @@ def conditions_hold(rule: Rule, event: PaymentEvent) -> bool:
     checks = (
         (c.billing_reason, (event.attributes.get("billing_reason"),)),
         (c.origin, (event.attributes.get("origin"),)),
-        (c.currency, (event.currency,)),
+        (c.currency, (credited_currency(event),)),
         (c.price_ids, event.price_ids),
         (c.product_ids, event.product_ids),
     )
@@ -83,11 +83,35 @@ def conditions_hold(rule: Rule, event: PaymentEvent) -> bool:
     return all(event.metadata.get(k) == v for k, v in c.metadata.items())
 
 
+def credited_currency(event: PaymentEvent) -> str:
+    """The currency a payment is worth in to the integrator: its `amounts`' (with Stripe
+    Adaptive Pricing the integrator's, not the customer's), else the event's."""
+    return event.amounts.currency if event.amounts is not None else event.currency
+
+
+def basis_amount(basis: str, event: PaymentEvent) -> Decimal:
+    """The payment's amount on `basis` (paid, net, subtotal), in `credited_currency`.
+    EventError when the payment does not say it (the event fails with that reason)."""
+    if event.amounts is None:
+        if basis == "paid":
+            return event.amount
+        value = None
+    else:
+        value = event.amounts.of(basis)
+    if value is None:
+        raise EventError(
+            f"{event.event_type} {event.payment_key} does not say its {basis} amount "
+            f"(no tax breakdown in the payload): a rule crediting amount: {basis} can not "
+            f"credit it; credit amount: paid, or replay once the rule is changed"
+        )
+    return value
+
+
 def credit_amount(rule: Rule, event: PaymentEvent) -> Decimal:
     spec = rule.credit
     assert spec is not None
     if spec.amount is None:
-        base = event.amount
+        base = basis_amount(spec.basis, event)
     else:
         base = spec.amount * (units(rule, event) if spec.per_unit else 1)
     return base * spec.rate
@@ -106,9 +130,10 @@ def units(rule: Rule, event: PaymentEvent) -> int:
 
 
 def credit_asset(rule: Rule, event: PaymentEvent) -> str:
-    """The asset a credit rule credits: its own `asset`, else the payment's currency."""
+    """The asset a credit rule credits: its own `asset`, else the payment's currency
+    (the integrator's: `credited_currency`)."""
     assert rule.credit is not None
-    return rule.credit.asset or event.currency
+    return rule.credit.asset or credited_currency(event)
 
 
 def build_credit(
@@ -228,6 +253,14 @@ async def credit_payment(
     """Credit a payment once: per rule (`match: all`) or once in all (`match: first`),
     whichever of the payment's events and ids it arrives under. `recorded`: what was
     decided for the payment so far; `assets`: None credits amounts as computed."""
+    currency = credited_currency(event)
+    if config.currencies and currency not in config.currencies:
+        return failed(
+            row,
+            f"payment {event.payment_key} is in {currency}, which connector {config.name} "
+            f"does not credit (currencies: {', '.join(config.currencies)}): add it, with "
+            f"its asset, and replay the event",
+        )
     credits = [a for a in recorded if a.kind == Kind.PAYMENT.value]
     if config.match == "first":
         mine = build_credit(rules[0], event, config, "")

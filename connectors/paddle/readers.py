@@ -1,6 +1,7 @@
 """Paddle Billing's events read as the bridge's payments and reversals.
 
-Events acted on: `transaction.completed` (credit `details.totals.grand_total`) and
+Events acted on: `transaction.completed` (credit `details.totals.grand_total`, or its
+net or subtotal: connectors.paddle.amounts) and
 `adjustment.created` / `adjustment.updated` once `approved` (refunds and chargebacks
 debit, their reversals credit back). `transaction.paid` comes earlier and may lack
 `subscription_id` and `invoice_number`; it is stored and ignored. Amounts are strings
@@ -23,6 +24,7 @@ from bridge.errors import EventError
 from bridge.events import Ignored, Kind, LineItem, Normalized, PaymentEvent
 from bridge.money import parse_minor, to_major
 from connectors.base import Raw, WebhookConnector, attributes, mapping
+from connectors.paddle.amounts import adjustment_amounts, transaction_amounts
 from connectors.paddle.payloads import (
     checked_time,
     currency_exponent,
@@ -86,6 +88,7 @@ class PaddleReaders(WebhookConnector):
             payment_key=txn_id,
             currency=currency,
             amount_minor=amount_minor,
+            amounts=transaction_amounts(totals, amount_minor, currency, f"transaction {txn_id}"),
             customer_hint=metadata.get(self.customer_metadata_key) or None,
             psp_customer_id=optional_str(txn.get("customer_id")),
             attributes=attributes(
@@ -151,6 +154,9 @@ class PaddleReaders(WebhookConnector):
             reversal_key=adj_id,
             currency=currency,
             amount_minor=amount_minor,
+            # the refund's own split, shown by `events show` (the debit's proportion is
+            # totals.total of the transaction's grand_total: docs/amounts.md)
+            amounts=adjustment_amounts(totals, amount_minor, currency, f"{action} {adj_id}"),
             psp_customer_id=optional_str(adjustment.get("customer_id")),
             attributes=attributes(action=action, status=status),
             object_ids=object_ids,

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from connectors import SampleRequest
@@ -39,17 +40,21 @@ def sample_event(
     action: str = "refund",
     status: str = "approved",
     created: int | None = None,
+    tax_minor: int = 0,
 ) -> dict[str, object]:
     """A realistic Paddle Billing event of `event_type`.
 
     `object_id` is the transaction id (txn_...) for `transaction.*` samples and the
     adjustment id (adj_...) for `adjustment.*` samples, which also need the
-    `transaction_id` they adjust. `created` is a Unix time (default now).
+    `transaction_id` they adjust. `created` is a Unix time (default now). `tax_minor` is
+    the tax inside `amount_minor` (tax-exclusive pricing: `subtotal` is the rest), for a
+    refund its share of the refunded amount.
     """
     created = int(time.time()) if created is None else created
     when = datetime.fromtimestamp(created, UTC)
     currency = currency.upper()
     amount = str(amount_minor)
+    tax, net = str(tax_minor), str(amount_minor - tax_minor)
     data: dict[str, Any]
     if event_type in ("transaction.completed", "transaction.paid"):
         data = _sample_transaction(
@@ -58,6 +63,7 @@ def sample_event(
             customer=customer,
             psp_customer=psp_customer,
             amount=amount,
+            tax=tax,
             currency=currency,
             origin=origin,
             price=price,
@@ -89,12 +95,12 @@ def sample_event(
                     "type": "full",
                     "amount": amount,
                     "proration": None,
-                    "totals": {"subtotal": amount, "tax": "0", "total": amount},
+                    "totals": {"subtotal": net, "tax": tax, "total": amount},
                 }
             ],
             "totals": {
-                "subtotal": amount,
-                "tax": "0",
+                "subtotal": net,
+                "tax": tax,
                 "total": amount,
                 "fee": "0",
                 "earnings": amount,
@@ -124,6 +130,7 @@ def _sample_transaction(
     customer: str | None,
     psp_customer: str,
     amount: str,
+    tax: str,
     currency: str,
     origin: str,
     price: str,
@@ -132,16 +139,17 @@ def _sample_transaction(
     when: datetime,
 ) -> dict[str, Any]:
     completed = event_type == "transaction.completed"
+    net = str(int(amount) - int(tax))
     totals = {
-        "subtotal": amount,
+        "subtotal": net,
         "discount": "0",
-        "tax": "0",
+        "tax": tax,
         "total": amount,
         "credit": "0",
         "credit_to_balance": "0",
         "balance": "0",
         "grand_total": amount,
-        "grand_total_tax": "0",
+        "grand_total_tax": tax,
         "fee": "0" if completed else None,
         "earnings": amount if completed else None,
         "currency_code": currency,
@@ -173,7 +181,8 @@ def _sample_transaction(
                     "product_id": product,
                     "type": "standard",
                     "status": "active",
-                    "unit_price": {"amount": amount, "currency_code": currency},
+                    "unit_price": {"amount": net, "currency_code": currency},
+                    "tax_mode": "external",
                     "billing_cycle": (
                         {"interval": "month", "frequency": 1} if subscription else None
                     ),
@@ -190,8 +199,8 @@ def _sample_transaction(
                     "id": f"txnitm_{object_id[4:]}",
                     "price_id": price,
                     "quantity": 1,
-                    "tax_rate": "0",
-                    "totals": {"subtotal": amount, "discount": "0", "tax": "0", "total": amount},
+                    "tax_rate": str(Decimal(tax) / Decimal(net)) if int(net) else "0",
+                    "totals": {"subtotal": net, "discount": "0", "tax": tax, "total": amount},
                     "product": {"id": product, "name": "Demo credits", "status": "active"},
                 }
             ],

@@ -34,6 +34,7 @@ from bridge.events import Envelope, Ignored
 from connectors.base import Raw, SignedRequest, parse_json
 from connectors.listing import EventSource
 from connectors.paddle import samples
+from connectors.paddle.amounts import AMOUNT_BASES
 from connectors.paddle.events_api import PaddleEvents
 from connectors.paddle.payloads import currency_exponent
 from connectors.paddle.readers import PaddleReaders
@@ -61,6 +62,8 @@ class PaddleConnector(PaddleReaders):
     object_prefixes = {"transaction.": "txn_", "adjustment.": "adj_"}
     type_key = "event_type"
     exponent = staticmethod(currency_exponent)
+    # Which payment events carry which amount bases (connectors/paddle/amounts.py).
+    amount_bases = AMOUNT_BASES
 
     # -- the connector type: config, send, backfill -------------------------------
 

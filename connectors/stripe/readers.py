@@ -14,7 +14,15 @@ from typing import Any
 from bridge.errors import EventError
 from bridge.events import Ignored, Kind, LineItem, Normalized, PaymentEvent
 from bridge.money import parse_minor, to_major
-from connectors.base import Raw, WebhookConnector, attributes, mapping, moment_of_unix
+from connectors.base import (
+    Raw,
+    WebhookConnector,
+    amounts_of,
+    attributes,
+    mapping,
+    moment_of_unix,
+)
+from connectors.stripe.amounts import intent_amounts, invoice_amounts, session_amounts
 from connectors.stripe.payloads import (
     currency_exponent,
     first_charge,
@@ -87,6 +95,7 @@ class StripeReaders(WebhookConnector):
             payment_ids=unique_ids(object_ids.get("payment_intent"), object_ids.get("charge")),
             currency=currency,
             amount_minor=amount_minor,
+            amounts=invoice_amounts(invoice, amount_minor, currency),
             object_ids=object_ids,
             **self._invoice_fields(invoice),
         )
@@ -144,6 +153,7 @@ class StripeReaders(WebhookConnector):
             payment_ids=unique_ids(object_ids.get("payment_intent"), object_ids.get("charge")),
             currency=currency,
             amount_minor=amount_minor,
+            amounts=amounts_of(currency, currency_exponent(currency), paid=amount_minor),
             object_ids=object_ids,
             # Only an expanded invoice says these; a plain id gives empty values.
             **self._invoice_fields(mapping(invoice_ref)),
@@ -181,6 +191,7 @@ class StripeReaders(WebhookConnector):
             payment_ids=unique_ids(intent_id, session_id),
             currency=currency,
             amount_minor=amount_minor,
+            amounts=session_amounts(session, amount_minor, currency),
             customer_hint=self._customer_hint(metadata),
             psp_customer_id=id_of(session.get("customer")),
             # A guest checkout (a Payment Link without customer creation) names no
@@ -218,6 +229,7 @@ class StripeReaders(WebhookConnector):
             payment_ids=unique_ids(intent_id, charge_id),
             currency=currency,
             amount_minor=amount_minor,
+            amounts=intent_amounts(intent, amount_minor, currency),
             customer_hint=self._customer_hint(metadata),
             psp_customer_id=id_of(intent.get("customer")),
             metadata=metadata,

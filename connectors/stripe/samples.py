@@ -40,6 +40,7 @@ def sample_event(
     metadata: Mapping[str, str] | None = None,
     payment_amount_minor: int | None = None,
     livemode: bool = False,
+    tax_minor: int = 0,
 ) -> dict[str, object]:
     """A realistic Stripe event of `event_type` in the given API version's shape.
 
@@ -50,7 +51,9 @@ def sample_event(
     ids); `amount_minor` is then the refunded, disputed or (charge.refunded) cumulative
     refunded amount. `status` overrides the object's status (refund `pending`, session
     `unpaid`, dispute `lost`...); `invoice` makes a session or a pre-basil PaymentIntent
-    belong to an invoice; `metadata` is the object's own metadata.
+    belong to an invoice; `metadata` is the object's own metadata. `tax_minor` is the
+    tax inside a payment's `amount_minor` (tax-exclusive pricing: the list price is
+    the rest), in each object's own tax fields.
     """
     created = int(time.time()) if created is None else created
     basil = api_version >= "2025-03-31"
@@ -72,6 +75,7 @@ def sample_event(
             quantity,
             created,
             dict(metadata or {}),
+            tax_minor,
         )
     elif event_type == "invoice_payment.paid":
         named = payment or invoice or object_id
@@ -95,8 +99,13 @@ def sample_event(
             "id": object_id,
             "object": "checkout.session",
             "mode": "payment",
-            "amount_subtotal": amount_minor,
+            "amount_subtotal": amount_minor - tax_minor,
             "amount_total": amount_minor,
+            "total_details": {
+                "amount_discount": 0,
+                "amount_shipping": 0,
+                "amount_tax": tax_minor,
+            },
             "currency": currency,
             "customer": psp_customer,
             "client_reference_id": None,
@@ -208,12 +217,13 @@ def _sample_invoice(
     quantity: int,
     created: int,
     metadata: dict[str, str],
+    tax_minor: int,
 ) -> dict[str, Any]:
     subscription_metadata = {"credyt_customer_id": customer} if customer else {}
     line: dict[str, Any] = {
         "id": f"il_{_suffix(invoice_id)}",
         "object": "line_item",
-        "amount": amount_minor,
+        "amount": amount_minor - tax_minor,
         "currency": currency,
         "quantity": quantity,
         "period": {"start": created, "end": created + 30 * 86400},
@@ -223,6 +233,11 @@ def _sample_invoice(
         "object": "invoice",
         "amount_paid": amount_minor,
         "amount_due": amount_minor,
+        "subtotal": amount_minor - tax_minor,
+        "total": amount_minor,
+        "total_excluding_tax": amount_minor - tax_minor,
+        "subtotal_excluding_tax": amount_minor - tax_minor,
+        "starting_balance": 0,
         "currency": currency,
         "customer": psp_customer,
         "billing_reason": billing_reason,
@@ -230,7 +245,11 @@ def _sample_invoice(
         "metadata": metadata,
         "lines": {"object": "list", "data": [line]},
     }
+    tax = {"amount": tax_minor, "taxable_amount": amount_minor - tax_minor}
     if basil:
+        invoice["total_taxes"] = (
+            [{**tax, "tax_behavior": "exclusive", "type": "tax_rate_details"}] if tax_minor else []
+        )
         line["pricing"] = {
             "type": "price_details",
             "price_details": {"price": price, "product": product},
@@ -240,6 +259,10 @@ def _sample_invoice(
             "subscription_details": {"subscription": "sub_demo", "metadata": subscription_metadata},
         }
     else:
+        invoice["tax"] = tax_minor or None
+        invoice["total_tax_amounts"] = (
+            [{"amount": tax_minor, "inclusive": False, "tax_rate": "txr_demo"}] if tax_minor else []
+        )
         line["price"] = {"id": price, "object": "price", "product": product}
         invoice["subscription"] = "sub_demo"
         invoice["subscription_details"] = {"metadata": subscription_metadata}

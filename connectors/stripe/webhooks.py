@@ -21,6 +21,7 @@ from bridge.events import Envelope, Ignored
 from connectors.base import Raw, SignedRequest, parse_json
 from connectors.listing import EventSource
 from connectors.stripe import samples
+from connectors.stripe.amounts import AMOUNT_BASES, MISSING_BASIS_REASONS
 from connectors.stripe.events_api import StripeEvents
 from connectors.stripe.payloads import currency_exponent
 from connectors.stripe.readers import StripeReaders
@@ -59,6 +60,9 @@ class StripeConnector(StripeReaders):
     }
     type_key = "type"
     exponent = staticmethod(currency_exponent)
+    # Which payment events carry which amount bases (connectors/stripe/amounts.py).
+    amount_bases = AMOUNT_BASES
+    missing_basis_reasons = MISSING_BASIS_REASONS
 
     # -- the connector type: config, send, backfill -------------------------------
 

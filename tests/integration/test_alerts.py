@@ -164,10 +164,18 @@ def test_a_restart_between_the_failure_and_the_send_loses_no_alert(
         wait_until(lambda: dead_count(first) == 1, 15, "the dead adjustment")
         # The message was made and tried: the receiver was down.
         wait_until(lambda: any(a >= 1 for _, a in alert_rows(db)), 15, "a failed send")
-        failed = sample(
-            first, "bridge_alerts_failed_total", target="hook", condition="adjustment_dead"
+        # The metric is counted once the send's outcome is known, a moment after the
+        # attempt is recorded: wait for it rather than read it once.
+        wait_until(
+            lambda: (
+                sample(
+                    first, "bridge_alerts_failed_total", target="hook", condition="adjustment_dead"
+                )
+                >= 1
+            ),
+            15,
+            "the failed send counted",
         )
-        assert failed >= 1
     assert [s for s, _ in alert_rows(db)] == ["pending"]
     with alert_receiver(port) as receiver, bridge_on(config, tmp_path):
         wait_until(lambda: len(receiver.received) >= 1, 15, "the alert after the restart")
