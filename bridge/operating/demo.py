@@ -3,8 +3,8 @@
 Starts the Credyt sandbox and a bridge (on `config.example.yaml`, the embedded
 defaults) on free loopback ports, sends signed Stripe and Paddle webhooks (renewals, a
 duplicate, the same invoice under another event, a Stripe top-up and its refund
-reported twice, a taxed Paddle top-up credited by its net and its refund, one Credyt
-failure that is retried),
+reported twice, a Paddle top-up with VAT and its refund, one Credyt failure that is
+retried),
 waits for every adjustment to be delivered, and prints the wallets and the outbox.
 Returns True when the balances are what the payments say.
 """
@@ -123,7 +123,7 @@ def _steps(alice: str, bob: str, sandbox: SandboxState) -> list[Step]:
         event_id="evt_demo_txn",
         object_id="txn_demo_topup",
         customer=bob,
-        amount_minor=3600,  # 30.00 + 20% VAT: the example config credits the net 30.00
+        amount_minor=3600,  # 30.00 + 20% VAT: `events show` shows both, `paid` credits 36.00
         tax_minor=600,
         currency="EUR",
         origin="web",
@@ -135,7 +135,7 @@ def _steps(alice: str, bob: str, sandbox: SandboxState) -> list[Step]:
         object_id="adj_demo_refund",
         transaction_id="txn_demo_topup",
         customer=bob,
-        amount_minor=1200,  # a third of the payment: a third of the 30.00 credit
+        amount_minor=1200,  # a third of the payment: a third of the credit
         tax_minor=200,
         currency="EUR",
         action="refund",
@@ -165,7 +165,7 @@ def _steps(alice: str, bob: str, sandbox: SandboxState) -> list[Step]:
             "accepted",
         ),
         Step(
-            "Paddle top-up EUR 36.00 incl. 6.00 VAT (credits net 30.00)",
+            "Paddle top-up EUR 36.00 incl. 6.00 VAT (credits 36.00 paid)",
             "paddle",
             paddle_payment,
             "accepted",
@@ -277,8 +277,8 @@ def _print_balances(sandbox: SandboxState, alice: str, bob: str) -> bool:
         # 49.99 once despite 3 deliveries, + 10.00 retried, + 25.00 top-up - 10.00 refunded
         (alice, "USD"): Decimal("74.99"),
         (bob, "JPY"): Decimal("1500"),
-        # the net 30.00 of 36.00 paid, less a third (12.00 of 36.00 refunded)
-        (bob, "EUR"): Decimal("20.00"),
+        # 36.00 paid, less a third (12.00 of 36.00 refunded)
+        (bob, "EUR"): Decimal("24.00"),
     }
     click.echo("\nWallets at the Credyt sandbox:")
     ok = True

@@ -35,8 +35,8 @@ def test_check_prints_the_rules_table() -> None:
     row = next(line for line in result.stdout.splitlines() if "subscription-payment" in line)
     assert row.split()[:2] == ["stripe", "subscription-payment"]
     assert row.split()[2].startswith("invoice.paid")
-    # each rule's basis: the example credits net where the payload has a tax breakdown
-    assert "credit net" in row and "external_topup" in row
+    # each rule's basis: the example credits what was paid, tax included
+    assert "credit paid" in row and "external_topup" in row
     intent = next(line for line in result.stdout.splitlines() if "topup-payment-intent" in line)
     assert "credit paid" in intent
 
