@@ -120,6 +120,7 @@ class Bridge:
             lease=worker_lease(config),
             pressure=self.pressure,
             environment=lambda: self.key_check.account,
+            tenants=config.tenant_accounts(),
         )
         self.processor = build_processor(
             config,

@@ -35,6 +35,7 @@ from bridge.processing.customers import CustomerResolver
 from bridge.processing.outcomes import failed, ignored, later
 from bridge.processing.reversals import reverse_payment, take_back_duplicates
 from bridge.processing.rules import credit_payment, matching_rules
+from bridge.processing.tenants import Unmapped, credyt_account_for, in_account
 from bridge.storage.records import EventStatus, InboxRow, PaymentState, ProcessingResult
 from bridge.storage.store import EventClaims, Store
 from connectors import Connector
@@ -286,7 +287,8 @@ class Processor:
     def for_credyt(self, row: InboxRow, result: ProcessingResult) -> ProcessingResult:
         """Mark each new adjustment with the Credyt environment and account it is for:
         the connector's `mode` when it is `live` or `test`, else the key's environment
-        (None while unknown: any); the key's account when known."""
+        (None while unknown: any); the Credyt account the event is credited in (Credyt
+        for Platforms, set by `process`), else the key's account when known."""
         if not result.adjustments:
             return result
         runtime = self.connectors.get(row.connector)
@@ -297,7 +299,9 @@ class Processor:
         return replace(
             result,
             adjustments=tuple(
-                replace(a, credyt_environment=environment, credyt_account=account)
+                replace(
+                    a, credyt_environment=environment, credyt_account=a.credyt_account or account
+                )
                 for a in result.adjustments
             ),
         )
@@ -319,10 +323,23 @@ class Processor:
                 return ignored(row, normalized.reason)
             if isinstance(normalized, Waiting):
                 return later(row, normalized.reason)
+            account = credyt_account_for(normalized, runtime.config)
+            if isinstance(account, Unmapped):
+                if account.ignore:
+                    return ignored(row, account.reason)
+                return failed(row, account.reason)
+            normalized = in_account(normalized, account)
             if held is not None:
                 await self._lock_payment(normalized, held)
             state = self._state_for(normalized)
             result = await self._apply_rules(row, normalized, runtime.config, state)
+            if account is not None:
+                result = replace(
+                    result,
+                    adjustments=tuple(
+                        replace(a, credyt_account=account) for a in result.adjustments
+                    ),
+                )
             return replace(
                 result,
                 payment_key=result.payment_key or normalized.payment_key,

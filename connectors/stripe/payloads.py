@@ -100,3 +100,20 @@ def period_end_of(lines: list[Raw]) -> datetime | None:
         if isinstance(line.get("period"), Mapping) and isinstance(line["period"].get("end"), int)
     ]
     return moment_of_unix("the invoice line's period end", max(ends)) if ends else None
+
+
+def connected_account(raw: Mapping[str, Any]) -> str | None:
+    """The event's `account` (acct_...): set when a Connect platform's endpoint receives an
+    event of one of its connected accounts, absent for the platform's own events."""
+    account = raw.get("account")
+    return account if isinstance(account, str) and account else None
+
+
+def application_of(obj: Mapping[str, Any]) -> str | None:
+    """The Connect application (ca_...) that created a PaymentIntent or Charge. A Checkout
+    Session has no `application` of its own: it is read from its PaymentIntent when that
+    is expanded (webhooks send only its id, so a session's usually stays None)."""
+    found = id_of(obj.get("application"))
+    if found is None and isinstance(obj.get("payment_intent"), Mapping):
+        found = id_of(obj["payment_intent"].get("application"))
+    return found

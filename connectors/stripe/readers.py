@@ -16,6 +16,8 @@ from bridge.events import Ignored, Kind, LineItem, Normalized, PaymentEvent
 from bridge.money import parse_minor, to_major
 from connectors.base import Raw, WebhookConnector, attributes, mapping, moment_of_unix
 from connectors.stripe.payloads import (
+    application_of,
+    connected_account,
     currency_exponent,
     first_charge,
     id_of,
@@ -45,6 +47,8 @@ class StripeReaders(WebhookConnector):
                 else None
             ),
             livemode=raw.get("livemode") if isinstance(raw.get("livemode"), bool) else None,
+            account=connected_account(raw),
+            application=application_of(obj),
             # major units derived here, so they always agree with amount_minor
             amount=to_major(fields["amount_minor"], currency_exponent(fields["currency"])),
             raw=raw,

@@ -41,7 +41,16 @@ class StripeConnector(StripeReaders):
     default_tolerance = 300.0
     # The `when:` conditions a rule of this connector can use: Stripe events carry these.
     condition_keys = frozenset(
-        {"billing_reason", "currency", "price_ids", "product_ids", "livemode", "metadata"}
+        {
+            "billing_reason",
+            "currency",
+            "price_ids",
+            "product_ids",
+            "livemode",
+            "metadata",
+            "account",
+            "application",
+        }
     )
     # Events no rule needs to name but a reversal rule depends on: on API versions from
     # 2025-03-31 an invoice names no PaymentIntent, and only invoice_payment.paid links
