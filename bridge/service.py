@@ -96,7 +96,7 @@ def build_processor(
 class Bridge:
     def __init__(self, config: Config, store: Store | None = None) -> None:
         self.config = config
-        self.metrics = Metrics()
+        self.metrics = Metrics(config.tenant_accounts())
         self.store = store or open_store(config.database)
         self.connectors = connector_runtimes(config)
         self.client = CredytClient(

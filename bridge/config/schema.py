@@ -219,6 +219,13 @@ class Config:
             found.update(connector.accounts.values())
         return frozenset(found)
 
+    def credyt_account_named(self, ref: str) -> str:
+        """The Credyt account `ref` names: a mapped Stripe account's, or `ref` itself."""
+        for connector in self.connectors.values():
+            if ref in connector.accounts:
+                return connector.accounts[ref]
+        return ref
+
 
 def find_connector(config: Config, ref: str) -> ConnectorConfig:
     """A connector by name, or the only connector of that type."""

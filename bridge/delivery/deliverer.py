@@ -358,7 +358,8 @@ class Deliverer:
             if not already:
                 amount = float(row.amount)  # a monitoring figure; the ledger stays Decimal
                 direction = "credit" if amount >= 0 else "debit"
-                self.metrics.adjusted.labels(row.asset, direction).inc(abs(amount))
+                labels = (row.asset, direction, *self.metrics.account_labels(row.credyt_account))
+                self.metrics.adjusted.labels(*labels).inc(abs(amount))
         elif outcome.status is AdjustmentStatus.DEAD:
             self.metrics.deliveries.labels("dead").inc()
         else:

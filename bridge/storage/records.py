@@ -175,6 +175,9 @@ class EventFilter:
     since: float | None = None
     until: float | None = None
     limit: int = 100
+    # Credyt for Platforms: only events credited in this Credyt account (their payment
+    # keys are scoped `<account>:...`, bridge.processing.tenants).
+    credyt_account: str | None = None
 
     def where(self, mark: str) -> tuple[str, list[Any]]:
         """The SQL WHERE clause (empty if no filter) and its parameters; `mark` is the
@@ -190,6 +193,10 @@ class EventFilter:
             if value is not None:
                 conditions.append(f"{column} = {mark}")
                 params.append(value)
+        if self.credyt_account is not None:
+            prefix = f"{self.credyt_account}:"
+            conditions.append(f"substr(payment_key, 1, {mark}) = {mark}")
+            params.extend((len(prefix), prefix))
         if self.since is not None:
             conditions.append(f"received_at >= {mark}")
             params.append(self.since)

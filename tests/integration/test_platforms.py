@@ -17,6 +17,7 @@ from bridge.processing.rules import transaction_id
 from bridge.storage.records import EventFilter, EventStatus
 from connectors import stripe
 from tests.conftest import STRIPE_SECRET, RunningBridge, Sandbox, bridge_config
+from tests.integration.test_metrics import scrape, value
 
 CONNECT = """
   stripe:
@@ -85,6 +86,13 @@ def test_connected_accounts_are_credited_in_their_own_credyt_accounts(
     assert "acct_1UNMAPPED has no Credyt account" in (failed[0].reason or "")
     rows = {r.transaction_id: r for r in bridge.bridge.store.list_adjustments()}
     assert {r.credyt_account for r in rows.values()} == {"acc_tenant_a", "acc_tenant_b"}
+    in_a = bridge.bridge.store.list_events(EventFilter(credyt_account="acc_tenant_a"))
+    assert [e.event_id for e in in_a] == ["evt_a"]
+
+    samples = scrape(bridge)
+    for tenant, amount in (("acc_tenant_a", 15.0), ("acc_tenant_b", 25.0)):
+        labels = {"asset": "USD", "direction": "credit", "account": tenant}
+        assert value(samples, "bridge_adjusted_amount_total", **labels) == amount
 
 
 def test_a_refund_of_a_connected_account_debits_its_tenant(
@@ -131,6 +139,8 @@ def test_a_connector_with_a_credyt_account_sends_its_header(
     assert bridge.send_stripe(topup("evt_own", None, "cust_t", 1200)).status_code == 200
     bridge.settle()
     assert tenant.balance("cust_t", "USD") == Decimal("12.00")
+    labels = {"asset": "USD", "direction": "credit", "account": "acc_single"}
+    assert value(scrape(bridge), "bridge_adjusted_amount_total", **labels) == 12.0
     assert sandbox.state.balance("cust_t", "USD") == Decimal("0")
     (row,) = tenant.adjustments
     assert row["transaction_id"] == transaction_id("stripe", "acc_single:pi_shared", "topup")
