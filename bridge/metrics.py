@@ -56,6 +56,13 @@ class Metrics:
             ["asset", "direction", *by_account],
             registry=r,
         )
+        self.adjustments_held = Counter(
+            "bridge_adjustments_held",
+            "Credits held for an operator (outbox approve / reject) because they are over "
+            "an amount limit, by asset (and Credyt account where the config names any).",
+            ["asset", *by_account],
+            registry=r,
+        )
         self.outbox_depth = Gauge(
             "bridge_outbox_adjustments",
             "Adjustments in the outbox, by status.",

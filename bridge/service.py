@@ -30,6 +30,7 @@ from bridge.delivery.retry import RetryPolicy
 from bridge.metrics import Metrics
 from bridge.pressure import IngestPressure
 from bridge.processing.customers import CustomerResolver
+from bridge.processing.limits import AmountLimits
 from bridge.processing.processor import ConnectorRuntime, Processor
 from bridge.receiving.app import WebhookFastPath, create_app
 from bridge.storage.records import AdjustmentStatus, EventStatus
@@ -90,6 +91,7 @@ def build_processor(
         pressure=pressure,
         assets=AssetPrecisions(client, config.credyt.assets),
         retries=config.processing,
+        limits=AmountLimits(config.limits, store, metrics) if config.limits else None,
     )
 
 

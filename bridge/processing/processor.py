@@ -32,6 +32,7 @@ from bridge.events import Ignored, Kind, PaymentEvent, Waiting
 from bridge.metrics import Metrics
 from bridge.pressure import IngestPressure
 from bridge.processing.customers import CustomerResolver
+from bridge.processing.limits import AmountLimits
 from bridge.processing.outcomes import failed, ignored, later
 from bridge.processing.reversals import reverse_payment, take_back_duplicates
 from bridge.processing.rules import credit_payment, matching_rules
@@ -72,8 +73,10 @@ class Processor:
         pressure: IngestPressure | None = None,
         assets: AssetPrecisions | None = None,
         retries: ProcessingConfig | None = None,
+        limits: AmountLimits | None = None,
     ) -> None:
         self.store = store
+        self.limits = limits  # credits over an amount limit are held for an operator
         self.assets = assets  # every credit is cut to its asset's precision
         # when an event that could not be processed yet is tried again, and given up
         self.retry = RetryPolicy.for_processing(retries or ProcessingConfig())
@@ -268,7 +271,11 @@ class Processor:
     async def record(self, row: InboxRow, result: ProcessingResult) -> int:
         """Record what `process` made of `row`; returns how many adjustments were new."""
         result = self.for_credyt(row, result)
+        if self.limits is not None:
+            result = self.limits.hold(result)
         new = await self.store.record_processing(result, time.time())
+        if new and self.limits is not None:
+            self.limits.held(result, row.connector, row.event_id)
         if self.metrics is not None:
             self.metrics.events_processed.labels(row.connector, result.status.value).inc()
         log.info(

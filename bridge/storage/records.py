@@ -18,6 +18,8 @@ class AdjustmentStatus(StrEnum):
     PENDING = "pending"  # waiting for a (further) delivery attempt at next_attempt_at
     DELIVERED = "delivered"  # Credyt has it (2xx, or 409: it already had it)
     DEAD = "dead"  # Credyt refused it or retries ran out; `last_error` has its answer
+    HELD = "held"  # above an amount limit: not sent until an operator approves it
+    REJECTED = "rejected"  # held, then rejected by an operator: never sent; final
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class NewAdjustment:
     original: str | None = None
     reversed_minor: int = 0
     family: str | None = None
+    # Why it is held for an operator (an amount limit), None: queued for delivery.
+    held: str | None = None
 
 
 @dataclass(frozen=True)
