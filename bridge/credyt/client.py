@@ -250,11 +250,11 @@ class CredytClient:
                 f"Credyt could not be reached: {type(exc).__name__}: {exc}"
             ) from exc
 
-    async def get_asset(self, code: str) -> Asset:
+    async def get_asset(self, code: str, *, account: str | None = None) -> Asset:
         """`GET /assets/{code}`. 404 (no such asset) raises `CredytError`; network
         failures, 5xx and 429 raise `CredytUnavailableError`, to be tried again."""
         path = f"/assets/{path_arg(code)}"
-        response = await self._send("GET", path)
+        response = await self._send("GET", path, headers=acting_for(account))
         _raise_for_status(response)
         try:
             data = response.json()

@@ -287,7 +287,9 @@ async def credit_payment(
     for rule in rules:
         asset = credit_asset(rule, event)
         try:
-            precisions[rule.name] = None if assets is None else await assets.precision(asset)
+            precisions[rule.name] = (
+                None if assets is None else await assets.precision(asset, event.credyt_account)
+            )
         except CredytUnavailableError as exc:
             return later(row, f"Credyt unavailable for the precision of asset {asset}: {exc}")
     adjustments = tuple(

@@ -144,3 +144,23 @@ def test_a_connector_with_a_credyt_account_sends_its_header(
     assert sandbox.state.balance("cust_t", "USD") == Decimal("0")
     (row,) = tenant.adjustments
     assert row["transaction_id"] == transaction_id("stripe", "acc_single:pi_shared", "topup")
+
+
+def test_a_tenant_s_own_asset_precision_is_asked_in_its_account(
+    tmp_path: Any, sandbox: Sandbox, make_bridge: Callable[..., RunningBridge]
+) -> None:
+    tenant_a = sandbox.state.tenant("acc_tenant_a")
+    tenant_a.add_customer(customer_id="cust_tok")
+    tenant_a.add_asset("TOK", 0)  # the platform's own TOK (not added) has 2 places
+    rules = CONNECT.replace(
+        "credit: {{amount: paid}}", 'credit: {{amount: paid, asset: TOK, rate: "1.55"}}'
+    )
+    text = bridge_config(
+        str(tmp_path / "b.db"), sandbox.url, rules.format(secret=STRIPE_SECRET, extra="")
+    )
+    bridge = make_bridge(text)
+    assert (
+        bridge.send_stripe(topup("evt_tok", "acct_1TENANTA", "cust_tok", 1000)).status_code == 200
+    )
+    bridge.settle()
+    assert tenant_a.balance("cust_tok", "TOK") == Decimal("15")  # 15.5 cut to 0 places
