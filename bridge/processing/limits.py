@@ -8,6 +8,9 @@ transaction id) and `outbox reject` ends it `rejected`. Only credits of payments
 held: reversals (refunds, chargebacks, disputes) and reinstatements are never held, so
 money taken back at the PSP always comes off the wallet.
 
+A refund of a credit still held waits for the decision; one of a rejected credit has
+nothing to take back (the wallet never got it), so it is ignored with that reason.
+
 Two events of one customer decided at the same moment may each see the other not yet
 recorded: the daily limit is a safety rail, not a ledger.
 """
@@ -24,7 +27,14 @@ import structlog
 from bridge.config.schema import AmountLimit
 from bridge.events import Kind
 from bridge.metrics import Metrics
-from bridge.storage.records import NewAdjustment, ProcessingResult
+from bridge.processing.outcomes import ignored, later
+from bridge.storage.records import (
+    AdjustmentStatus,
+    Decided,
+    InboxRow,
+    NewAdjustment,
+    ProcessingResult,
+)
 from bridge.storage.store import Store
 
 log = structlog.get_logger("bridge.processing.limits")
@@ -98,3 +108,36 @@ class AmountLimits:
                 "reject it: credyt-bridge outbox approve|reject ID"
             )
         return None
+
+
+def reversible(
+    store: Store, row: InboxRow, event_type: str, payment_key: str, recorded: list[Decided]
+) -> ProcessingResult | list[Decided]:
+    """What a reversal of the payment may reverse: `recorded` without rejected credits
+    (and what reversed them), or the event's outcome while a credit is held or when
+    every credit was rejected. A pruned credit was delivered: it stays."""
+    statuses = {
+        a.transaction_id: getattr(store.get_adjustment(a.transaction_id), "status", None)
+        for a in recorded
+        if a.kind == Kind.PAYMENT.value
+    }
+    held = [t for t, status in statuses.items() if status is AdjustmentStatus.HELD]
+    if held:
+        return later(
+            row,
+            f"held: credit {held[0]} of payment {payment_key} is held for an operator "
+            f"(outbox approve|reject); this {event_type} waits for the decision",
+            payment_key=payment_key,
+        )
+    rejected = {t for t, status in statuses.items() if status is AdjustmentStatus.REJECTED}
+    if not rejected:
+        return recorded
+    kept = [a for a in recorded if a.transaction_id not in rejected and a.original not in rejected]
+    if not any(a.kind == Kind.PAYMENT.value for a in kept):
+        return ignored(
+            row,
+            f"every credit of payment {payment_key} was rejected by an operator: the wallet "
+            "never got it, so there is nothing to reverse",
+            payment_key=payment_key,
+        )
+    return kept

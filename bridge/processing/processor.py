@@ -32,7 +32,7 @@ from bridge.events import Ignored, Kind, PaymentEvent, Waiting
 from bridge.metrics import Metrics
 from bridge.pressure import IngestPressure
 from bridge.processing.customers import CustomerResolver
-from bridge.processing.limits import AmountLimits
+from bridge.processing.limits import AmountLimits, reversible
 from bridge.processing.outcomes import failed, ignored, later
 from bridge.processing.reversals import reverse_payment, take_back_duplicates
 from bridge.processing.rules import credit_payment, matching_rules
@@ -373,7 +373,10 @@ class Processor:
             return ignored(row, why, payment_key=event.payment_key)
         recorded = list(state.decided)
         if event.kind is not Kind.PAYMENT:
-            return await reverse_payment(row, event, config, rules, recorded, self.resolver)
+            kept = reversible(self.store, row, event.event_type, event.payment_key, recorded)
+            if isinstance(kept, ProcessingResult):  # a credit held, or every one rejected
+                return kept
+            return await reverse_payment(row, event, config, rules, kept, self.resolver)
         if config.match == "first":
             undone = take_back_duplicates(row, event, config, rules[0], recorded)
             if undone is not None:

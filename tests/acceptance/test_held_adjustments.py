@@ -169,3 +169,30 @@ def test_the_admin_api_decides_held_adjustments_behind_its_token(
     wait_until(lambda: sandbox.state.balance(customer, "USD") == Decimal("200.00"), 10)
     bridge.settle()
     assert len(sandbox.state.adjustments) == 1
+
+
+def test_a_refund_waits_for_a_held_credit_and_takes_nothing_after_reject(
+    tmp_path: Path, sandbox: Sandbox, make_bridge: Callable[..., RunningBridge]
+) -> None:
+    customer = sandbox.state.add_customer()
+    bridge, config = start(tmp_path, sandbox, make_bridge)
+    assert bridge.send_stripe(topup(1, customer, 30_000)).status_code == 200  # held
+    wait_until(lambda: len(bridge.bridge.store.list_adjustments("held")) == 1, 10)
+    refund = stripe.sample_event(
+        "refund.created", event_id="evt_r", object_id="re_1", payment="pi_1", amount_minor=30_000
+    )
+    assert bridge.send_stripe(refund).status_code == 200
+    wait_until(lambda: "held for an operator" in (_reason(bridge, "evt_r") or ""), 10)
+    (held,) = outbox(config, "held")
+    run_cli(config, "outbox", "reject", str(held["id"]))
+    run_cli(config, "replay", "evt_r")
+    event = bridge.bridge.store.get_event("evt_r")
+    assert event is not None and event.status.value == "ignored"
+    assert "rejected by an operator" in (event.reason or "")
+    assert sandbox.state.adjustments == []  # neither the credit nor a debit was sent
+    assert sandbox.state.balance(customer, "USD") == Decimal("0")
+
+
+def _reason(bridge: RunningBridge, event_id: str) -> str | None:
+    event = bridge.bridge.store.get_event(event_id)
+    return None if event is None else event.reason
