@@ -9,7 +9,7 @@ import pytest
 
 from bridge.config.loading import parse_config
 from bridge.config.schema import ConnectorConfig
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, EventError
 from bridge.events import PaymentEvent
 from bridge.processing.rules import build_credit, matching_rules
 from bridge.processing.tenants import Unmapped, credyt_account_for, in_account
@@ -159,3 +159,15 @@ connectors:
 """
     with pytest.raises(ConfigError, match="paddle events have no application"):
         parse_config(text)
+
+
+@pytest.mark.parametrize("account", ["", "acct_", "cus_1", "acct_1/../x", 7, ["acct_1"]])
+def test_an_event_naming_no_valid_account_fails_instead_of_crediting_the_platform(
+    account: object,
+) -> None:
+    raw = stripe.sample_event(
+        "payment_intent.succeeded", event_id="evt_1", object_id="pi_1", customer="cust_1"
+    )
+    raw["account"] = account
+    with pytest.raises(EventError, match="not a Stripe account id"):
+        StripeConnector(secrets=[SECRET]).normalize(raw)
