@@ -199,7 +199,7 @@ class EventFilter:
                 params.append(value)
         if self.credyt_account is not None:
             prefix = f"{self.credyt_account}:"
-            conditions.append(f"substr(payment_key, 1, {mark}) = {mark}")
+            conditions.append(f"substr(payment_key, 1, CAST({mark} AS INTEGER)) = {mark}")
             params.extend((len(prefix), prefix))
         if self.since is not None:
             conditions.append(f"received_at >= {mark}")

@@ -323,6 +323,18 @@ def test_retry_adjustments_and_reset_events(store: Store) -> None:
     assert [r.id for r in store.due_events(time.time() + 0.01, 10)] == [inbox_id]
 
 
+def test_events_are_listed_by_the_credyt_account_their_payment_is_scoped_to(
+    store: Store,
+) -> None:
+    for event_id, key in (("evt_a", "acc_a:pi_1"), ("evt_b", "acc_b:pi_1"), ("evt_c", "pi_1")):
+        inbox_id = accept(store, event_id)
+        result = ProcessingResult(inbox_id, EventStatus.IGNORED, "x", payment_key=key)
+        run(store.record_processing(result, time.time()))
+    listed = store.list_events(EventFilter(credyt_account="acc_a"))
+    assert [e.event_id for e in listed] == ["evt_a"]
+    assert store.list_events(EventFilter(credyt_account="acc_")) == []  # not a prefix match
+
+
 def test_held_adjustments_wait_for_a_decision_that_is_kept(store: Store) -> None:
     from dataclasses import replace
 
