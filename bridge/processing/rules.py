@@ -2,7 +2,8 @@
 
 The building blocks are pure functions of the event and the config, so a replay of a
 stored event gives the same adjustments and the same transaction ids (credits: UUIDv5
-of `psp:payment key:rule`; reversals, in bridge.processing.reversals: of the PSP refund
+of `psp:payment key:rule`, the payment key scoped `account:payment` in a connected Credyt
+account, bridge.processing.tenants; reversals, in bridge.processing.reversals: of the PSP refund
 and the credit it reverses). `credit_payment` decides a payment event's credits against
 what was already decided for its payment, with its customer and its asset's precision.
 """
