@@ -9,7 +9,7 @@ import pytest
 
 from bridge.config.loading import parse_config
 from bridge.config.schema import ConnectorConfig
-from bridge.errors import ConfigError, EventError
+from bridge.errors import BackfillError, ConfigError, EventError
 from bridge.events import PaymentEvent
 from bridge.processing.rules import build_credit, matching_rules
 from bridge.processing.tenants import Unmapped, credyt_account_for, in_account
@@ -171,3 +171,28 @@ def test_an_event_naming_no_valid_account_fails_instead_of_crediting_the_platfor
     raw["account"] = account
     with pytest.raises(EventError, match="not a Stripe account id"):
         StripeConnector(secrets=[SECRET]).normalize(raw)
+
+
+def test_a_listed_event_of_a_connected_account_carries_that_account() -> None:
+    from connectors.stripe.events_api import StripeEvents
+
+    source = StripeEvents("sk_test_x", "http://127.0.0.1:9", account="acct_1A")
+    try:
+        raw = '{"id": "evt_1", "amount": 1.10, "type": "payment_intent.succeeded"}'
+        stored = source._of_account({"id": "evt_1"}, raw)
+        assert stored == '{"account": "acct_1A", ' + raw[1:]  # the rest byte for byte
+        named = '{"id": "evt_2", "account": "acct_1A"}'
+        assert source._of_account({"id": "evt_2", "account": "acct_1A"}, named) == named
+        with pytest.raises(BackfillError, match="of account acct_1B"):
+            source._of_account({"id": "evt_3", "account": "acct_1B"}, "{}")
+    finally:
+        source.close()
+    with pytest.raises(BackfillError, match="not a Stripe account id"):
+        StripeEvents("sk_test_x", account="cus_1")
+
+
+def test_paddle_has_no_connected_accounts_to_backfill() -> None:
+    from connectors.paddle import PaddleConnector
+
+    with pytest.raises(BackfillError, match="takes no --account"):
+        PaddleConnector.events_api("k", None, "1", account="acct_1A")
