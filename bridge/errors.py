@@ -16,7 +16,9 @@ BridgeError                  also raised as such for a refused `send` input
 │   │                        the event ends `failed` with this message
 │   ├── CustomerNotFoundError   no metadata id, and Credyt's look-up answered 404
 │   ├── CustomerLookupError     Credyt refused the look-up (400, 422, an odd 3xx...)
-│   └── InvalidCustomerIdError  a customer id from PSP metadata is not a safe id
+│   ├── InvalidCustomerIdError  a customer id from PSP metadata is not a safe id
+│   └── CustomerMismatchError   a metadata-named customer failed verification: its
+│                               Credyt external_id is not the PSP customer's id
 ├── CredytError              Credyt answered badly or could not be reached
 │   └── CredytUnavailableError  network failure, timeout, 408/425/429/5xx: try later
 ├── OperationError           an operator's request (CLI, admin API) can not be carried
@@ -93,6 +95,11 @@ class CustomerLookupError(EventError):
 
 class InvalidCustomerIdError(EventError):
     """A customer id from the PSP's metadata is not letters, digits, `_`, `-` (<= 64)."""
+
+
+class CustomerMismatchError(EventError):
+    """`customer_metadata: verify`: the Credyt customer named in PSP metadata does not
+    have the paying PSP customer's id as its `external_id`."""
 
 
 class CredytError(BridgeError):

@@ -120,6 +120,15 @@ class PaymentEvent:
     # checkout: nothing will, so the event fails at once instead of being held.
     customer_later: bool = True
     livemode: bool | None = None
+    # The PSP account the event came from when a platform receives events of its
+    # connected accounts (Stripe Connect: `account`, acct_...); None: the platform's own.
+    account: str | None = None
+    # The platform application that created the payment (Stripe: `application`, ca_...,
+    # on a PaymentIntent or Charge), None when the account itself made it.
+    application: str | None = None
+    # The Credyt account (X-CREDYT-ACCOUNT) the event is credited in, set by the
+    # processor from the connector's config (bridge.processing.tenants); None: the key's.
+    credyt_account: str | None = None
     # Values rule conditions match on: billing_reason, origin, status, mode...
     attributes: Mapping[str, str] = field(default_factory=dict)
     price_ids: tuple[str, ...] = ()

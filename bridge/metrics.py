@@ -8,8 +8,13 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, accounts: frozenset[str] = frozenset()) -> None:
+        """`accounts`: the Credyt accounts the config acts for (Credyt for Platforms).
+        With any, the money metrics get an `account` label: one of these, or "" for the
+        API key's own account, so its values are bounded by the config."""
         self.registry = CollectorRegistry()
+        self.accounts = accounts
+        by_account = ["account"] if accounts else []
         r = self.registry
         self.webhooks = Counter(
             "bridge_webhooks",
@@ -46,8 +51,16 @@ class Metrics:
         self.adjusted = Counter(
             "bridge_adjusted_amount",
             "Sum of delivered adjustment amounts in major units, by "
-            "asset and direction (credit, debit); a monitoring figure, not the ledger.",
-            ["asset", "direction"],
+            "asset and direction (credit, debit), and by Credyt account where the config "
+            "names any; a monitoring figure, not the ledger.",
+            ["asset", "direction", *by_account],
+            registry=r,
+        )
+        self.adjustments_held = Counter(
+            "bridge_adjustments_held",
+            "Credits held for an operator (outbox approve / reject) because they are over "
+            "an amount limit, by asset (and Credyt account where the config names any).",
+            ["asset", *by_account],
             registry=r,
         )
         self.outbox_depth = Gauge(
@@ -103,3 +116,9 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+
+    def account_labels(self, account: str | None) -> tuple[str, ...]:
+        """The `account` label value of a row's Credyt account, when the metrics have it."""
+        if not self.accounts:
+            return ()
+        return (account if account in self.accounts else "",)

@@ -32,6 +32,7 @@ from bridge.errors import ConfigError
 from bridge.metrics import Metrics
 from bridge.pressure import IngestPressure
 from bridge.processing.customers import CustomerResolver
+from bridge.processing.limits import AmountLimits
 from bridge.processing.processor import ConnectorRuntime, Processor
 from bridge.receiving.app import WebhookFastPath, create_app
 from bridge.storage.records import AdjustmentStatus, EventStatus
@@ -92,13 +93,14 @@ def build_processor(
         pressure=pressure,
         assets=AssetPrecisions(client, config.credyt.assets),
         retries=config.processing,
+        limits=AmountLimits(config.limits, store, metrics) if config.limits else None,
     )
 
 
 class Bridge:
     def __init__(self, config: Config, store: Store | None = None) -> None:
         self.config = config
-        self.metrics = Metrics()
+        self.metrics = Metrics(config.tenant_accounts())
         self.store = store or open_store(config.database)
         self.connectors = connector_runtimes(config)
         self.client = CredytClient(
@@ -122,6 +124,7 @@ class Bridge:
             lease=worker_lease(config),
             pressure=self.pressure,
             environment=lambda: self.key_check.account,
+            tenants=config.tenant_accounts(),
         )
         self.processor = build_processor(
             config,

@@ -86,6 +86,9 @@ class ConnectorType(Protocol):
     def linking_event_types(self) -> tuple[str, ...]: ...  # backfilled for reversal rules
 
     @property
+    def topup_event_types(self) -> tuple[str, ...]: ...  # what Credyt's own rails also make
+
+    @property
     def object_prefixes(self) -> Mapping[str, str]: ...  # event type prefix -> id prefix
 
     def __call__(
@@ -113,7 +116,9 @@ class ConnectorType(Protocol):
 
     def sample(self, request: SampleRequest) -> dict[str, object]: ...
 
-    def events_api(self, api_key: str, api_base: str | None, api_version: str) -> EventSource: ...
+    def events_api(
+        self, api_key: str, api_base: str | None, api_version: str, account: str | None = None
+    ) -> EventSource: ...  # `account`: a connected account to list for (Stripe Connect)
 
 
 def _stripe() -> ConnectorType:

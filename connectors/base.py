@@ -59,6 +59,9 @@ class WebhookConnector:
     default_tolerance: ClassVar[float] = 300.0
     condition_keys: ClassVar[frozenset[str]]  # the `when:` keys its events carry
     linking_event_types: ClassVar[tuple[str, ...]] = ()  # backfilled for reversal rules
+    # Payment events that Credyt's own top-up rails (Billing Portal, POST /top-ups) also
+    # make on a PSP account connected to Credyt: a rule crediting them needs a marker.
+    topup_event_types: ClassVar[tuple[str, ...]] = ()
     object_prefixes: ClassVar[Mapping[str, str]]  # event type prefix -> object id prefix
     type_key: ClassVar[str]  # the payload key naming the event type
     event_readers: ClassVar[Mapping[str, Callable[[Any, Raw, Raw], Normalized]]]

@@ -1,4 +1,5 @@
-"""Commands over the adjustments: `outbox list`, `outbox retry` and `prune`."""
+"""Commands over the adjustments: `outbox list`, `outbox retry`, `outbox approve`,
+`outbox reject` and `prune`."""
 
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ from bridge.cli.options import (
 
 @click.group()
 def outbox() -> None:
-    """List the adjustments for Credyt and retry the ones that died.
+    """List the adjustments for Credyt, retry the ones that died, decide held ones.
 
     \b
     Example:
       credyt-bridge outbox list --status dead
       credyt-bridge outbox retry --dead
+      credyt-bridge outbox approve 42
     """
 
 
@@ -64,8 +66,9 @@ def outbox_list(config_path: str | None, status: str | None, limit: int, as_json
 def outbox_retry(config_path: str | None, refs: tuple[str, ...], dead: bool) -> None:
     """Queue adjustments again, due now, with a fresh attempt budget.
 
-    ID is the row id from `outbox list` or the transaction id. Delivered ones are
-    left alone. The running bridge picks them up within a second.
+    ID is the row id from `outbox list` or the transaction id. Delivered, held and
+    rejected ones are left alone (a held one needs `outbox approve`). The running
+    bridge picks them up within a second.
 
     \b
     Example:
@@ -78,6 +81,52 @@ def outbox_retry(config_path: str | None, refs: tuple[str, ...], dead: bool) -> 
     with existing_store(config) as store:
         count = asyncio.run(retry_adjustments(store, refs, dead=dead))
     click.echo(f"{count} adjustment(s) queued again; the running bridge delivers them")
+
+
+@outbox.command("approve")
+@config_option
+@click.argument("ref", metavar="ID")
+@click.option("--note", help="Why: kept with the decision.")
+@bridge_errors
+def outbox_approve(config_path: str | None, ref: str, note: str | None) -> None:
+    """Send a held adjustment (one over an amount limit): it is queued, due now.
+
+    ID is the row id from `outbox list --status held` or the transaction id. The
+    decision is kept on the row and in its attempt history.
+
+    \b
+    Example:
+      credyt-bridge outbox approve 42 --note "checked with the customer"
+    """
+    _decide(config_path, ref, approve=True, note=note)
+
+
+@outbox.command("reject")
+@config_option
+@click.argument("ref", metavar="ID")
+@click.option("--note", help="Why: kept with the decision.")
+@bridge_errors
+def outbox_reject(config_path: str | None, ref: str, note: str | None) -> None:
+    """Never send a held adjustment: it ends `rejected`, the wallet untouched.
+
+    ID is the row id from `outbox list --status held` or the transaction id. The
+    decision is kept on the row and in its attempt history; the payment is not
+    credited again by a replay.
+
+    \b
+    Example:
+      credyt-bridge outbox reject 42 --note "card testing"
+    """
+    _decide(config_path, ref, approve=False, note=note)
+
+
+def _decide(config_path: str | None, ref: str, *, approve: bool, note: str | None) -> None:
+    from bridge.operating.approvals import decide
+
+    config = require_config(config_path)
+    with existing_store(config) as store:
+        record = asyncio.run(decide(store, ref, approve=approve, note=note))
+    click.echo(f"adjustment {ref}: {record}")
 
 
 @click.command()

@@ -36,6 +36,14 @@ from bridge.cli.options import (
     default=None,
     help="Continue a run that stopped, after the cursor its error printed.",
 )
+@click.option(
+    "--account",
+    "account",
+    metavar="ACCT",
+    default=None,
+    help="Stripe Connect: list this connected account's events (Stripe-Account header); "
+    "it must be in the connector's accounts:.",
+)
 @json_option
 @bridge_errors
 def backfill(
@@ -43,6 +51,7 @@ def backfill(
     connector_ref: str,
     since_text: str,
     resume: str | None,
+    account: str | None,
     as_json: bool,
 ) -> None:
     """Store the PSP's recent events that the bridge never received.
@@ -57,6 +66,7 @@ def backfill(
     \b
     Example:
       STRIPE_API_KEY=rk_live_... credyt-bridge backfill stripe --since 3d
+      STRIPE_API_KEY=rk_live_... credyt-bridge backfill stripe --since 3d --account acct_1ABC
     """
     from bridge.config.schema import find_connector
     from bridge.errors import BackfillError
@@ -78,7 +88,7 @@ def backfill(
     wanted = parse_age(since_text)
     with existing_store(config) as store:
         env_key = os.environ.get(API_KEY_VARIABLES.get(connector.type, ""))
-        source = open_source(connector, env_key)
+        source = open_source(connector, env_key, account=account)
         try:
             if wanted > source.retention:
                 click.echo(
@@ -106,6 +116,7 @@ def backfill(
                         f"{exc}; {len(summary.stored)} missing event(s) were stored before it "
                         f"stopped; to go on from there: credyt-bridge backfill {connector_ref} "
                         f"--since {since_text} --resume {cursor}"
+                        + (f" --account {account}" if account else "")
                     ) from exc
         finally:
             source.close()

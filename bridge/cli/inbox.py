@@ -37,6 +37,11 @@ def events() -> None:
 @click.option("--connector", help="Only this connector's events (stripe, paddle, ...).")
 @click.option("--type", "event_type", metavar="TYPE", help="Only this event type.")
 @click.option("--customer", help="Only events credited to this Credyt customer id.")
+@click.option(
+    "--account",
+    metavar="ACCOUNT",
+    help="Only events credited in this Credyt account (or the one a Stripe acct_... maps to).",
+)
 @moment_option("--since", "Received at or after")
 @moment_option("--until", "Received before")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
@@ -48,6 +53,7 @@ def events_list(
     connector: str | None,
     event_type: str | None,
     customer: str | None,
+    account: str | None,
     since: str | None,
     until: str | None,
     limit: int,
@@ -58,6 +64,7 @@ def events_list(
     \b
     Example:
       credyt-bridge events list --status failed --connector stripe --since 2h --json
+      credyt-bridge events list --account acct_1ABC
     """
     from bridge.operating.operations import event_summary
     from bridge.operating.tables import events_table
@@ -69,6 +76,7 @@ def events_list(
         connector=connector,
         event_type=event_type,
         customer=customer,
+        credyt_account=config.credyt_account_named(account) if account else None,
         since=optional_moment(since),
         until=optional_moment(until),
         limit=limit,

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 CONFIG_HELP = "Config file (default: $BRIDGE_CONFIG)."
 EVENT_STATUSES = ("pending", "processed", "ignored", "failed")
-ADJUSTMENT_STATUSES = ("pending", "delivered", "dead")
+ADJUSTMENT_STATUSES = ("pending", "delivered", "dead", "held", "rejected")
 
 
 def config_option(fn: F) -> F:

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bridge.config import platforms
 from bridge.config.alerting import parse_alerts
 from bridge.config.schema import (
     MATCH,
@@ -67,6 +68,7 @@ def parse_config(
         "log_level",
         "retention",
         "alerts",
+        "limits",
     )
     credyt = _credyt(top.section("credyt"))
     delivery = _delivery(top.section("delivery"))
@@ -87,6 +89,7 @@ def parse_config(
         retention=top.duration("retention", 30 * 86400.0) or 30 * 86400.0,
         processing=processing,
         alerts=parse_alerts(top.section("alerts")),
+        limits=platforms.amount_limits(top.section("limits")),
     )
     source.raise_errors()
     return config
@@ -186,6 +189,7 @@ def _connector(name: str, section: Section) -> ConnectorConfig:
         "api_base",
         "api_version",
         "currencies",
+        *platforms.PLATFORM_KEYS,
     )
     if not _CONNECTOR_NAME.match(name):
         section.error(
@@ -227,6 +231,10 @@ def _connector(name: str, section: Section) -> ConnectorConfig:
         api_key=section.text("api_key") or None,
         api_base=_api_base(section),
         api_version=_api_version(section, types.get(kind)),
+        credyt_account=platforms.credyt_account(section),
+        accounts=platforms.account_map(section, kind),
+        unmapped_account=platforms.unmapped_account(section),
+        customer_metadata=platforms.customer_metadata(section),
     )
 
 
@@ -262,7 +270,7 @@ def _api_base(section: Section) -> str | None:
 def _rule(section: Section, kind: str, events: frozenset[str]) -> Rule:
     from connectors import connector_types, known_conditions
 
-    section.only("name", "on", "when", "credit", "reverse")
+    section.only("name", "on", "when", "unless", "credit", "reverse")
     name = section.text("name", required=True) or f"rule{section.path[-1]}"
     on = section.texts("on")
     if not on:
@@ -276,12 +284,15 @@ def _rule(section: Section, kind: str, events: frozenset[str]) -> Rule:
     has_credit, has_reverse = section.has("credit"), section.has("reverse")
     if has_credit == has_reverse:
         section.error(None, "a rule has exactly one of credit: or reverse:")
-    when = section.section("when")
+    when, unless = section.section("when"), section.section("unless")
     if kind in connector_types():
         usable = known_conditions(kind)
-        for key in when.data:
-            if key not in usable and key in CONDITION_KEYS:
-                when.error(key, f"{kind} events have no {key}; a rule on it could never match")
+        for conditions in (when, unless):
+            for key in conditions.data:
+                if key not in usable and key in CONDITION_KEYS:
+                    conditions.error(
+                        key, f"{kind} events have no {key}; a rule on it could never match"
+                    )
     credit = _credit(section.section("credit")) if has_credit else None
     if credit is not None and credit.amount is None and kind in connector_types():
         for event_type in on:
@@ -292,6 +303,7 @@ def _rule(section: Section, kind: str, events: frozenset[str]) -> Rule:
         name=name,
         on=on,
         when=_conditions(when),
+        unless=_conditions(unless),
         credit=credit,
         reverse=_reverse(section.section("reverse")) if has_reverse else None,
         line=section.source.line(section.path),
@@ -306,6 +318,8 @@ CONDITION_KEYS = (
     "product_ids",
     "livemode",
     "metadata",
+    "account",
+    "application",
 )
 
 
@@ -319,6 +333,8 @@ def _conditions(section: Section) -> Conditions:
         product_ids=section.texts("product_ids"),
         livemode=section.flag("livemode", None),
         metadata=section.text_map("metadata"),
+        account=section.texts("account"),
+        application=section.texts("application"),
     )
 
 

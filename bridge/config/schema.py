@@ -16,6 +16,10 @@ REASONS = ("external_topup", "external_refund", "gift", "other")
 MODES = ("any", "live", "test")
 MATCH = ("first", "all")
 UNKNOWN_ORIGINAL = ("hold", "skip", "debit")
+UNMAPPED_ACCOUNT = ("fail", "ignore")
+# Who chose the wallet: a Credyt customer id named in PSP metadata is trusted as is, or
+# verified (its Credyt external_id must be the PSP customer id), or ignored (look-up only).
+CUSTOMER_METADATA = ("trust", "verify", "ignore")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,11 @@ class Conditions:
     product_ids: tuple[str, ...] = ()
     livemode: bool | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    # Stripe Connect: the connected account (`acct_...`) an event came from, and the
+    # Connect application (`ca_...`) that created the PaymentIntent or Charge. ANY
+    # ("*") matches any value that is present.
+    account: tuple[str, ...] = ()
+    application: tuple[str, ...] = ()
 
     def describe(self) -> str:
         parts = [
@@ -52,6 +61,8 @@ class Conditions:
                 ("currency", self.currency),
                 ("price", self.price_ids),
                 ("product", self.product_ids),
+                ("account", self.account),
+                ("application", self.application),
             )
             if values
         ]
@@ -59,6 +70,9 @@ class Conditions:
             parts.append("live" if self.livemode else "test")
         parts.extend(f"metadata.{k}={v}" for k, v in self.metadata.items())
         return "; ".join(parts) or "-"
+
+
+ANY = "*"  # a condition value: any value that is present
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,8 @@ class Rule:
     credit: CreditSpec | None
     reverse: ReverseSpec | None
     line: int
+    # Negative conditions: the rule does not apply when any one of these holds.
+    unless: Conditions = Conditions()
 
     @property
     def action(self) -> str:
@@ -124,6 +140,14 @@ class ConnectorConfig:
     # The currencies this connector may credit (ISO codes); empty: any. A payment in
     # another currency fails with the reason instead of funding an unpriced asset.
     currencies: tuple[str, ...] = ()
+    # Credyt for Platforms: the Credyt account (X-CREDYT-ACCOUNT) this connector's
+    # adjustments and look-ups act for; None: the API key's own account.
+    credyt_account: str | None = None
+    # Stripe Connect: connected account (acct_...) -> Credyt account. An event from a
+    # connected account not listed here is failed (or ignored), never credited.
+    accounts: dict[str, str] = field(default_factory=dict)
+    unmapped_account: str = "fail"
+    customer_metadata: str = "trust"
     # For `credyt-bridge backfill`: the PSP's API key and, for tests or a proxy, its base URL.
     api_key: str | None = None
     api_base: str | None = None
@@ -141,6 +165,14 @@ class CredytConfig:
     customer_cache: float = 300.0
     # Decimal places per asset code, ahead of what Credyt's GET /assets/{code} says.
     assets: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AmountLimit:
+    """Credits of one asset above these are held for an operator (`outbox approve`)."""
+
+    max_adjustment: Decimal | None = None  # one credit
+    max_per_customer_day: Decimal | None = None  # one customer's credits in 24 hours
 
 
 @dataclass(frozen=True)
@@ -212,6 +244,23 @@ class Config:
     retention: float = 30 * 86400.0
     processing: ProcessingConfig = ProcessingConfig()
     alerts: AlertsConfig | None = None  # None: no `alerts:` section, nothing is sent
+    limits: dict[str, AmountLimit] = field(default_factory=dict)  # asset code -> limit
+
+    def tenant_accounts(self) -> frozenset[str]:
+        """Every Credyt account a connector acts for through X-CREDYT-ACCOUNT."""
+        found: set[str] = set()
+        for connector in self.connectors.values():
+            if connector.credyt_account:
+                found.add(connector.credyt_account)
+            found.update(connector.accounts.values())
+        return frozenset(found)
+
+    def credyt_account_named(self, ref: str) -> str:
+        """The Credyt account `ref` names: a mapped Stripe account's, or `ref` itself."""
+        for connector in self.connectors.values():
+            if ref in connector.accounts:
+                return connector.accounts[ref]
+        return ref
 
 
 def find_connector(config: Config, ref: str) -> ConnectorConfig:

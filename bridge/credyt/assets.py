@@ -9,7 +9,9 @@ KWD 12.3456 credits 12.345).
 Where the precision comes from, first match wins:
 
 1. `credyt.assets` in the config (`{TOK: 0}`), for custom assets or to pin a value;
-2. Credyt's answer, read once per asset and kept for the life of the process.
+2. Credyt's answer, read once per asset (and Credyt account: a connected account's
+   custom assets are its own, asked with `X-CREDYT-ACCOUNT`) and kept for the life of
+   the process.
 
 Credyt unreachable (network, 5xx, 429) raises `CredytUnavailableError`: the event is
 tried again later, never credited with a guessed precision. An asset Credyt does not
@@ -40,27 +42,28 @@ class AssetPrecisions:
     def __init__(self, client: CredytClient, overrides: Mapping[str, int] | None = None) -> None:
         self._client = client
         self._overrides = {code.upper(): places for code, places in (overrides or {}).items()}
-        self._cache: dict[str, int] = {}
-        self._lookups: dict[str, asyncio.Task[int]] = {}
+        self._cache: dict[tuple[str, str], int] = {}  # (Credyt account, code) -> places
+        self._lookups: dict[tuple[str, str], asyncio.Task[int]] = {}
 
-    async def precision(self, code: str) -> int:
-        key = code.upper()
-        if key in self._overrides:
-            return self._overrides[key]
+    async def precision(self, code: str, account: str | None = None) -> int:
+        """`account`: the connected Credyt account the credit goes to, None: the key's."""
+        if code.upper() in self._overrides:
+            return self._overrides[code.upper()]
+        key = (account or "", code.upper())
         if key in self._cache:
             return self._cache[key]
         task = self._lookups.get(key)
         if task is None:  # one look-up per asset at a time, however many events wait on it
-            task = asyncio.create_task(self._fetch(code))
+            task = asyncio.create_task(self._fetch(code, account))
             self._lookups[key] = task
             task.add_done_callback(lambda _: self._lookups.pop(key, None))
         places = await asyncio.shield(task)
         self._cache[key] = places
         return places
 
-    async def _fetch(self, code: str) -> int:
+    async def _fetch(self, code: str, account: str | None) -> int:
         try:
-            asset = await self._client.get_asset(code)
+            asset = await self._client.get_asset(code, account=account)
         except CredytUnavailableError as exc:
             raise CredytUnavailableError(
                 f"could not read the precision of asset {code}: {exc}",

@@ -32,6 +32,7 @@ from bridge.errors import CredytError, CredytUnavailableError
 # too: a wrong API key is fixed in the config, not by giving up on the payments.
 RETRYABLE_STATUS = frozenset({401, 403, 408, 425, 429}) | frozenset(range(500, 600))
 ERROR_KEEP = 2000
+ACCOUNT_HEADER = "X-CREDYT-ACCOUNT"  # Credyt for Platforms: the connected account acted for
 _SECONDS = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9})?$")
 # A Credyt customer id as the bridge accepts it anywhere (Credyt's own: cust_ + 26
 # lowercase alphanumerics): letters, digits, `_` and `-`, at most 64 characters.
@@ -116,26 +117,31 @@ class CredytClient:
         for client in self._clients:
             await client.aclose()
 
-    async def create_adjustment(self, customer_id: str, body: str) -> Delivered:
+    async def create_adjustment(
+        self, customer_id: str, body: str, *, account: str | None = None
+    ) -> Delivered:
+        """POST the adjustment; `account`: the connected Credyt account to act for."""
         response = await self._send(
             "POST",
             f"/customers/{path_arg(customer_id)}/wallet/adjustments",
             content=body.encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **acting_for(account)},
         )
         if response.status_code == 409:
             return Delivered(409, response.text[:ERROR_KEEP], already_existed=True)
         _raise_for_status(response)
         return Delivered(response.status_code, response.text[:ERROR_KEEP], already_existed=False)
 
-    async def find_customer(self, external_id: str) -> str | None:
+    async def find_customer(self, external_id: str, *, account: str | None = None) -> str | None:
         """The Credyt customer id whose external_id is `external_id`, or None.
 
         Credyt answers 303 See Other to `/customers/{id}` when a customer matches and 404
         when none does. Retryable answers raise `CredytUnavailableError`; anything else
         (400, 422, a 2xx page, another 3xx, a Location naming no valid customer id)
         raises `CredytError` carrying Credyt's answer."""
-        response = await self._send("GET", "/customers", params={"external_id": external_id})
+        response = await self._send(
+            "GET", "/customers", params={"external_id": external_id}, headers=acting_for(account)
+        )
         code = response.status_code
         if code == 404:
             return None
@@ -158,13 +164,35 @@ class CredytClient:
             body=response.text[:ERROR_KEEP],
         )
 
+    async def customer_external_id(
+        self, customer_id: str, *, account: str | None = None
+    ) -> tuple[bool, str | None]:
+        """`GET /customers/{id}`: (whether the customer exists, its `external_id`)."""
+        response = await self._send(
+            "GET", f"/customers/{path_arg(customer_id)}", headers=acting_for(account)
+        )
+        if response.status_code == 404:
+            return False, None
+        _raise_for_status(response)
+        try:
+            data = response.json()
+            external_id = data.get("external_id")
+        except (ValueError, AttributeError) as exc:
+            raise CredytError(
+                f"Credyt answered GET /customers/{{id}} with an unreadable body: {exc}",
+                status_code=response.status_code,
+                body=response.text[:ERROR_KEEP],
+            ) from exc
+        return True, external_id if isinstance(external_id, str) and external_id else None
+
     async def get_transaction(
-        self, customer_id: str, transaction_id: str
+        self, customer_id: str, transaction_id: str, *, account: str | None = None
     ) -> RecordedTransaction | None:
         """The adjustment Credyt holds under `transaction_id` for this customer, or None."""
         response = await self._send(
             "GET",
             f"/customers/{path_arg(customer_id)}/wallet/transactions/{path_arg(transaction_id)}",
+            headers=acting_for(account),
         )
         if response.status_code == 404:
             return None
@@ -222,11 +250,11 @@ class CredytClient:
                 f"Credyt could not be reached: {type(exc).__name__}: {exc}"
             ) from exc
 
-    async def get_asset(self, code: str) -> Asset:
+    async def get_asset(self, code: str, *, account: str | None = None) -> Asset:
         """`GET /assets/{code}`. 404 (no such asset) raises `CredytError`; network
         failures, 5xx and 429 raise `CredytUnavailableError`, to be tried again."""
         path = f"/assets/{path_arg(code)}"
-        response = await self._send("GET", path)
+        response = await self._send("GET", path, headers=acting_for(account))
         _raise_for_status(response)
         try:
             data = response.json()
@@ -239,6 +267,11 @@ class CredytClient:
         if precision is not None and not (valid and 0 <= precision <= 18):
             raise CredytError(f"Credyt answered asset {code} with precision {precision!r}")
         return Asset(code=str(data.get("code") or code), precision=precision)
+
+
+def acting_for(account: str | None) -> dict[str, str]:
+    """The Credyt for Platforms header naming the connected account a call acts for."""
+    return {ACCOUNT_HEADER: account} if account else {}
 
 
 def _raise_for_status(response: httpx.Response) -> None:

@@ -50,7 +50,11 @@ class Deliverer:
         breaker: CircuitBreaker | None = None,
         pressure: IngestPressure | None = None,
         environment: Callable[[], AccountContext | None] | None = None,
+        tenants: frozenset[str] = frozenset(),
     ) -> None:
+        # Credyt accounts the config acts for (Credyt for Platforms): a row recorded for
+        # one of them is sent with X-CREDYT-ACCOUNT naming it, whatever the key's own.
+        self.tenants = tenants
         # The Credyt account and environment the API key is for, None until Credyt has
         # accepted the key. A row queued for another environment or account is never
         # sent; one queued for a named environment waits until the key's is known.
@@ -196,7 +200,9 @@ class Deliverer:
             return
         conflict: DeliveryOutcome | None = None
         try:
-            answer = await self.client.create_adjustment(row.customer_id, row.body)
+            answer = await self.client.create_adjustment(
+                row.customer_id, row.body, account=self.acting_for(row)
+            )
             if answer.already_existed:
                 conflict = await self._confirm(row, answer, started, clock, bound)
         except CredytUnavailableError as exc:
@@ -247,6 +253,10 @@ class Deliverer:
         if await self._record(outcome, bound):
             self._observe(row, outcome)
 
+    def acting_for(self, row: OutboxRow) -> str | None:
+        """The connected Credyt account `row` is sent for, None: the key's own."""
+        return row.credyt_account if row.credyt_account in self.tenants else None
+
     def _target_unknown(self, row: OutboxRow) -> bool:
         """A row for a named environment or account, while the key's is not known."""
         if self.environment is None or self.environment() is not None:
@@ -259,7 +269,7 @@ class Deliverer:
         if account is None:
             return None
         wrong_environment = row.credyt_environment not in (None, account.environment)
-        wrong_account = row.credyt_account not in (None, account.account_id)
+        wrong_account = row.credyt_account not in (None, account.account_id, *self.tenants)
         if not (wrong_environment or wrong_account):
             return None
         queued_for = f"Credyt {row.credyt_environment or 'any'} environment" + (
@@ -281,7 +291,9 @@ class Deliverer:
     ) -> DeliveryOutcome | None:
         """Read a 409's transaction back. None: Credyt holds this very adjustment (it is
         delivered); otherwise the outcome for a missing or a different one."""
-        recorded = await self.client.get_transaction(row.customer_id, row.transaction_id)
+        recorded = await self.client.get_transaction(
+            row.customer_id, row.transaction_id, account=self.acting_for(row)
+        )
         if recorded is None:
             unconfirmed = CredytUnavailableError(
                 f"Credyt answered 409 but holds no transaction {row.transaction_id} for "
@@ -346,7 +358,8 @@ class Deliverer:
             if not already:
                 amount = float(row.amount)  # a monitoring figure; the ledger stays Decimal
                 direction = "credit" if amount >= 0 else "debit"
-                self.metrics.adjusted.labels(row.asset, direction).inc(abs(amount))
+                labels = (row.asset, direction, *self.metrics.account_labels(row.credyt_account))
+                self.metrics.adjusted.labels(*labels).inc(abs(amount))
         elif outcome.status is AdjustmentStatus.DEAD:
             self.metrics.deliveries.labels("dead").inc()
         else:

@@ -12,6 +12,8 @@ time); anything else is 401. Each endpoint calls the same function as the CLI:
     GET  /admin/adjustments             ?status ?limit
     GET  /admin/adjustments/{ref}       with every delivery attempt
     POST /admin/adjustments/retry       {"ids": [...]} or {"dead": true}
+    POST /admin/adjustments/{ref}/approve  {"note": "..."}: send a held adjustment
+    POST /admin/adjustments/{ref}/reject   {"note": "..."}: never send it
 
 Replays run in the serving process, so their new adjustments are delivered at once.
 """
@@ -27,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bridge.errors import BridgeError, NotFoundError, OperationError
+from bridge.operating.approvals import decide
 from bridge.operating.operations import (
     adjustment_detail,
     event_detail,
@@ -131,6 +134,17 @@ def admin_routes(
         on_retry()
         return JSONResponse({"retried": count})
 
+    def deciding(approve: bool) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            note = _body_text(await _json_body(request), "note")
+            ref = request.path_params["ref"]
+            record = await decide(store, ref, approve=approve, note=note)
+            if approve:
+                on_retry()
+            return JSONResponse({"adjustment": ref, "decision": record})
+
+        return endpoint
+
     return [
         Route("/admin/events", guarded(list_events), methods=["GET"]),
         Route("/admin/events/{ref}", guarded(show_event), methods=["GET"]),
@@ -139,6 +153,8 @@ def admin_routes(
         Route("/admin/adjustments", guarded(list_adjustments), methods=["GET"]),
         Route("/admin/adjustments/retry", guarded(retry), methods=["POST"]),
         Route("/admin/adjustments/{ref}", guarded(show_adjustment), methods=["GET"]),
+        Route("/admin/adjustments/{ref}/approve", guarded(deciding(True)), methods=["POST"]),
+        Route("/admin/adjustments/{ref}/reject", guarded(deciding(False)), methods=["POST"]),
     ]
 
 

@@ -41,8 +41,13 @@ API_KEY_VARIABLES = {name: connector_type(name).api_key_variable for name in con
 
 
 def open_source(
-    connector: ConnectorConfig, api_key: str | None, api_base: str | None = None
+    connector: ConnectorConfig,
+    api_key: str | None,
+    api_base: str | None = None,
+    account: str | None = None,
 ) -> EventSource:
+    """The connector's event list; `account`: a connected account's (Stripe Connect),
+    which must be one the connector maps to a Credyt account."""
     kind = connector_type(connector.type)
     key = api_key or connector.api_key
     if not key:
@@ -50,7 +55,12 @@ def open_source(
             f"no API key for connector {connector.name}: set connectors.{connector.name}.api_key "
             f"in the config or {kind.api_key_variable}"
         )
-    return kind.events_api(key, api_base or connector.api_base, connector.api_version)
+    if account is not None and account not in connector.accounts:
+        raise BackfillError(
+            f"connector {connector.name} maps no account {account} (accounts: "
+            f"{', '.join(connector.accounts) or 'none'}): its events would not be credited"
+        )
+    return kind.events_api(key, api_base or connector.api_base, connector.api_version, account)
 
 
 def rule_event_types(connector: ConnectorConfig) -> list[str]:

@@ -27,7 +27,11 @@ def rules_table(config: Config) -> str:
                     f"debit in proportion, {rule.reverse.reason},"
                     f" unknown original: {rule.reverse.unknown_original}"
                 )
-            rows.append([connector.name, rule.name, ", ".join(rule.on), rule.when.describe(), what])
+            when = rule.when.describe()
+            unless = rule.unless.describe()
+            if unless != "-":
+                when = ("" if when == "-" else f"{when}; ") + f"unless {unless}"
+            rows.append([connector.name, rule.name, ", ".join(rule.on), when, what])
     if not rows:
         return "(no rules: every event will be stored and ignored)"
     return tabulate(rows, headers=["connector", "rule", "on", "when", "does"])

@@ -32,9 +32,11 @@ from bridge.events import Ignored, Kind, PaymentEvent, Waiting
 from bridge.metrics import Metrics
 from bridge.pressure import IngestPressure
 from bridge.processing.customers import CustomerResolver
+from bridge.processing.limits import AmountLimits, reversible
 from bridge.processing.outcomes import failed, ignored, later
 from bridge.processing.reversals import reverse_payment, take_back_duplicates
 from bridge.processing.rules import credit_payment, matching_rules
+from bridge.processing.tenants import Unmapped, credyt_account_for, in_account
 from bridge.storage.records import EventStatus, InboxRow, PaymentState, ProcessingResult
 from bridge.storage.store import EventClaims, Store
 from connectors import Connector
@@ -71,8 +73,10 @@ class Processor:
         pressure: IngestPressure | None = None,
         assets: AssetPrecisions | None = None,
         retries: ProcessingConfig | None = None,
+        limits: AmountLimits | None = None,
     ) -> None:
         self.store = store
+        self.limits = limits  # credits over an amount limit are held for an operator
         self.assets = assets  # every credit is cut to its asset's precision
         # when an event that could not be processed yet is tried again, and given up
         self.retry = RetryPolicy.for_processing(retries or ProcessingConfig())
@@ -267,7 +271,11 @@ class Processor:
     async def record(self, row: InboxRow, result: ProcessingResult) -> int:
         """Record what `process` made of `row`; returns how many adjustments were new."""
         result = self.for_credyt(row, result)
+        if self.limits is not None:
+            result = self.limits.hold(result)
         new = await self.store.record_processing(result, time.time())
+        if new and self.limits is not None:
+            self.limits.held(result, row.connector, row.event_id)
         if self.metrics is not None:
             self.metrics.events_processed.labels(row.connector, result.status.value).inc()
         log.info(
@@ -286,7 +294,8 @@ class Processor:
     def for_credyt(self, row: InboxRow, result: ProcessingResult) -> ProcessingResult:
         """Mark each new adjustment with the Credyt environment and account it is for:
         the connector's `mode` when it is `live` or `test`, else the key's environment
-        (None while unknown: any); the key's account when known."""
+        (None while unknown: any); the Credyt account the event is credited in (Credyt
+        for Platforms, set by `process`), else the key's account when known."""
         if not result.adjustments:
             return result
         runtime = self.connectors.get(row.connector)
@@ -297,7 +306,9 @@ class Processor:
         return replace(
             result,
             adjustments=tuple(
-                replace(a, credyt_environment=environment, credyt_account=account)
+                replace(
+                    a, credyt_environment=environment, credyt_account=a.credyt_account or account
+                )
                 for a in result.adjustments
             ),
         )
@@ -319,10 +330,23 @@ class Processor:
                 return ignored(row, normalized.reason)
             if isinstance(normalized, Waiting):
                 return later(row, normalized.reason)
+            account = credyt_account_for(normalized, runtime.config)
+            if isinstance(account, Unmapped):
+                if account.ignore:
+                    return ignored(row, account.reason)
+                return failed(row, account.reason)
+            normalized = in_account(normalized, account)
             if held is not None:
                 await self._lock_payment(normalized, held)
             state = self._state_for(normalized)
             result = await self._apply_rules(row, normalized, runtime.config, state)
+            if account is not None:
+                result = replace(
+                    result,
+                    adjustments=tuple(
+                        replace(a, credyt_account=account) for a in result.adjustments
+                    ),
+                )
             return replace(
                 result,
                 payment_key=result.payment_key or normalized.payment_key,
@@ -349,7 +373,10 @@ class Processor:
             return ignored(row, why, payment_key=event.payment_key)
         recorded = list(state.decided)
         if event.kind is not Kind.PAYMENT:
-            return await reverse_payment(row, event, config, rules, recorded, self.resolver)
+            kept = reversible(self.store, row, event.event_type, event.payment_key, recorded)
+            if isinstance(kept, ProcessingResult):  # a credit held, or every one rejected
+                return kept
+            return await reverse_payment(row, event, config, rules, kept, self.resolver)
         if config.match == "first":
             undone = take_back_duplicates(row, event, config, rules[0], recorded)
             if undone is not None:

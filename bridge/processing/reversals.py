@@ -110,7 +110,7 @@ async def _reverse_unknown(
                 f"{what}; {event.event_type} adds nothing to what was already applied",
                 payment_key=event.payment_key,
             )
-    customer = await resolver.resolve(event, config.customer_metadata_key)
+    customer = await resolver.resolve(event, config.customer_metadata_key, config.customer_metadata)
     sign = -1 if event.kind is Kind.REVERSAL else 1
     amount = proportional(event.amount, minor, event.amount_minor) * sign
     body = _reversal_body(rule, event, config, event.currency, "default", amount, None)

@@ -2,7 +2,8 @@
 
 The building blocks are pure functions of the event and the config, so a replay of a
 stored event gives the same adjustments and the same transaction ids (credits: UUIDv5
-of `psp:payment key:rule`; reversals, in bridge.processing.reversals: of the PSP refund
+of `psp:payment key:rule`, the payment key scoped `account:payment` in a connected Credyt
+account, bridge.processing.tenants; reversals, in bridge.processing.reversals: of the PSP refund
 and the credit it reverses). `credit_payment` decides a payment event's credits against
 what was already decided for its payment, with its customer and its asset's precision.
 """
@@ -15,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
-from bridge.config.schema import ConnectorConfig, CreditSpec, Rule
+from bridge.config.schema import ANY, Conditions, ConnectorConfig, CreditSpec, Rule
 from bridge.credyt.assets import AssetPrecisions, quantize
 from bridge.errors import CredytUnavailableError, EventError
 from bridge.events import Kind, PaymentEvent
@@ -67,20 +68,33 @@ def _pays_nothing(rule: Rule, event: PaymentEvent) -> bool:
 
 
 def conditions_hold(rule: Rule, event: PaymentEvent) -> bool:
-    c = rule.when
-    checks = (
-        (c.billing_reason, (event.attributes.get("billing_reason"),)),
-        (c.origin, (event.attributes.get("origin"),)),
-        (c.currency, (credited_currency(event),)),
-        (c.price_ids, event.price_ids),
-        (c.product_ids, event.product_ids),
-    )
-    for allowed, values in checks:
-        if allowed and not any(v in allowed for v in values if v is not None):
-            return False
-    if c.livemode is not None and event.livemode is not c.livemode:
-        return False
-    return all(event.metadata.get(k) == v for k, v in c.metadata.items())
+    """Every `when:` condition holds, and none of the `unless:` conditions does."""
+    return all(_checks(rule.when, event)) and not any(_checks(rule.unless, event))
+
+
+def _checks(c: Conditions, event: PaymentEvent) -> list[bool]:
+    """One verdict per condition `c` gives (none given: an empty list)."""
+    verdicts = [
+        any(_allows(allowed, v) for v in values if v is not None)
+        for allowed, values in (
+            (c.billing_reason, (event.attributes.get("billing_reason"),)),
+            (c.origin, (event.attributes.get("origin"),)),
+            (c.currency, (credited_currency(event),)),
+            (c.price_ids, event.price_ids),
+            (c.product_ids, event.product_ids),
+            (c.account, (event.account,)),
+            (c.application, (event.application,)),
+        )
+        if allowed
+    ]
+    if c.livemode is not None:
+        verdicts.append(event.livemode is c.livemode)
+    verdicts.extend(event.metadata.get(k) == v for k, v in c.metadata.items())
+    return verdicts
+
+
+def _allows(allowed: tuple[str, ...], value: str) -> bool:
+    return value in allowed or (ANY in allowed and value != "")
 
 
 def credited_currency(event: PaymentEvent) -> str:
@@ -285,7 +299,9 @@ async def credit_payment(
                 payment_key=event.payment_key,
             )
     if event.customer_hint or event.psp_customer_id or not event.customer_later:
-        customer = await resolver.resolve(event, config.customer_metadata_key)
+        customer = await resolver.resolve(
+            event, config.customer_metadata_key, config.customer_metadata
+        )
     elif credits:
         customer = credits[0].customer_id
     elif time.time() - row.received_at < CUSTOMER_HOLD:
@@ -305,7 +321,9 @@ async def credit_payment(
     for rule in rules:
         asset = credit_asset(rule, event)
         try:
-            precisions[rule.name] = None if assets is None else await assets.precision(asset)
+            precisions[rule.name] = (
+                None if assets is None else await assets.precision(asset, event.credyt_account)
+            )
         except CredytUnavailableError as exc:
             return later(row, f"Credyt unavailable for the precision of asset {asset}: {exc}")
     adjustments = tuple(

@@ -59,7 +59,7 @@ from bridge.storage.postgres_pools import (
     read,
     reason,
 )
-from bridge.storage.postgres_recording import record_delivery, record_processing
+from bridge.storage.postgres_recording import decide_held, record_delivery, record_processing
 from bridge.storage.postgres_schema import SCHEMA_VERSION, migrate
 from bridge.storage.queries import for_psycopg
 from bridge.storage.reads import POSTGRES, POSTGRES_READS, StoreReads
@@ -366,7 +366,7 @@ class PostgresStore(StoreReads):
                 cursor = await conn.execute(sql + " WHERE status = 'dead'", (now, now, now))
             else:
                 cursor = await conn.execute(
-                    sql + " WHERE id = ANY(%s) AND status != 'delivered'",
+                    sql + " WHERE id = ANY(%s) AND status IN ('pending', 'dead')",
                     (now, now, now, [int(i) for i in ids]),
                 )
             if cursor.rowcount:
@@ -374,6 +374,10 @@ class PostgresStore(StoreReads):
             return max(cursor.rowcount, 0)
 
         return await self._write(retry)
+
+    async def decide_held(self, outbox_id: int, approve: bool, note: str) -> bool:
+        """Approve (queue for delivery) or reject a held adjustment; False: not held."""
+        return await self._write(lambda conn: decide_held(conn, outbox_id, approve, note))
 
     async def reset_events(self, ids: Sequence[int]) -> int:
         """Mark events pending, due now, so the processor runs them again."""

@@ -103,3 +103,16 @@ async def record_processing(conn: AsyncConn, result: ProcessingResult, now: floa
 async def record_delivery(conn: AsyncConn, outcome: DeliveryOutcome) -> None:
     await conn.execute(*for_psycopg(statements.record_delivery(outcome, time.time())))
     await conn.execute(*for_psycopg(statements.insert_attempt(outcome)))
+
+
+async def decide_held(conn: AsyncConn, outbox_id: int, approve: bool, note: str) -> bool:
+    """An operator's decision on a held adjustment, in one transaction with its record;
+    an approval wakes the deliverers of every replica."""
+    update, record = statements.decide_held(outbox_id, approve, note, time.time())
+    cursor = await conn.execute(*for_psycopg(update))
+    if cursor.rowcount != 1:
+        return False
+    await conn.execute(*for_psycopg(record))
+    if approve:
+        await notify(conn, ADJUSTMENTS_CHANNEL)
+    return True

@@ -74,9 +74,9 @@ def insert_adjustment(adj: NewAdjustment, result: ProcessingResult, now: float) 
         "INSERT INTO outbox (transaction_id, inbox_id, connector, rule, kind, payment_key,"
         " reversal_key, customer_id, asset, account, amount, payment_amount_minor, body,"
         " status, attempts, next_attempt_at, queued_at, received_at, created_at, updated_at,"
-        " credyt_environment, credyt_account)"
-        " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?,"
-        " (SELECT received_at FROM inbox WHERE id = ?), ?, ?, ?, ?"
+        " credyt_environment, credyt_account, last_error)"
+        " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?,"
+        " (SELECT received_at FROM inbox WHERE id = ?), ?, ?, ?, ?, ?"
         " WHERE NOT EXISTS (SELECT 1 FROM decided WHERE transaction_id = ?)"
         " ON CONFLICT (transaction_id) DO NOTHING",
         (
@@ -93,6 +93,7 @@ def insert_adjustment(adj: NewAdjustment, result: ProcessingResult, now: float) 
             adj.amount,
             adj.payment_amount_minor,
             adj.body,
+            AdjustmentStatus.PENDING.value if adj.held is None else AdjustmentStatus.HELD.value,
             now,
             now,
             result.inbox_id,
@@ -100,6 +101,7 @@ def insert_adjustment(adj: NewAdjustment, result: ProcessingResult, now: float) 
             now,
             adj.credyt_environment,
             adj.credyt_account,
+            adj.held,
             adj.transaction_id,
         ),
     )
@@ -155,6 +157,33 @@ def record_delivery(outcome: DeliveryOutcome, now: float) -> Statement:
             outcome.outbox_id,
         ),
     )
+
+
+# An operator's decision on a held adjustment: approved goes pending (due now, delivered
+# once under its transaction id), rejected is final. Only a row still held changes.
+DECIDE_HELD = (
+    "UPDATE outbox SET status = ?, last_error = ?, attempts = 0, next_attempt_at = ?,"
+    " queued_at = ?, lease_until = NULL, updated_at = ? WHERE id = ? AND status = 'held'"
+)
+# ...and the decision kept in the row's attempt history (`events show`, `outbox list`).
+INSERT_DECISION = (
+    "INSERT INTO attempts (outbox_id, started_at, duration_ms, status_code, outcome,"
+    " response) VALUES (?, ?, 0, NULL, ?, ?)"
+)
+# What a customer was credited in an asset since a time (amount limits): every credit
+# sent or to be sent (held ones count once approved; rejected and dead ones never).
+CREDITED_SINCE = (
+    "SELECT amount FROM outbox WHERE customer_id = ? AND asset = ? AND kind = 'payment'"
+    " AND created_at >= ? AND status IN ('pending', 'delivered')"
+)
+
+
+def decide_held(outbox_id: int, approve: bool, note: str, now: float) -> list[Statement]:
+    status = AdjustmentStatus.PENDING if approve else AdjustmentStatus.REJECTED
+    return [
+        (DECIDE_HELD, (status.value, note, now, now, now, outbox_id)),
+        (INSERT_DECISION, (outbox_id, now, "approved" if approve else "rejected", note)),
+    ]
 
 
 def insert_attempt(outcome: DeliveryOutcome) -> Statement:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from bridge.storage import queries as statements
-from bridge.storage.queries import Statement
+from bridge.storage.queries import CREDITED_SINCE, Statement
 from bridge.storage.records import EventFilter, InboxRow, OutboxRow, PaymentState
 from bridge.storage.rows import (
     ATTEMPT_COLUMNS,
@@ -241,6 +242,11 @@ class StoreReads:
         events = {s: int(n) for s, n in self._query(self._sql.count_events)}
         adjustments = {s: int(n) for s, n in self._query(self._sql.count_adjustments)}
         return {"events": events, "adjustments": adjustments}
+
+    def credited_since(self, customer_id: str, asset: str, since: float) -> Decimal:
+        """What `customer_id` was credited in `asset` since `since` (amount limits)."""
+        rows = self._query(self._dialect.sql(CREDITED_SINCE), (customer_id, asset, since))
+        return sum((Decimal(r[0]) for r in rows), Decimal(0))
 
     def oldest_pending_adjustment(self) -> float | None:
         rows = self._query(self._sql.oldest_pending_adjustment)

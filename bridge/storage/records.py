@@ -18,6 +18,8 @@ class AdjustmentStatus(StrEnum):
     PENDING = "pending"  # waiting for a (further) delivery attempt at next_attempt_at
     DELIVERED = "delivered"  # Credyt has it (2xx, or 409: it already had it)
     DEAD = "dead"  # Credyt refused it or retries ran out; `last_error` has its answer
+    HELD = "held"  # above an amount limit: not sent until an operator approves it
+    REJECTED = "rejected"  # held, then rejected by an operator: never sent; final
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class NewAdjustment:
     original: str | None = None
     reversed_minor: int = 0
     family: str | None = None
+    # Why it is held for an operator (an amount limit), None: queued for delivery.
+    held: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,9 @@ class EventFilter:
     until: float | None = None
     limit: int = 100
     before_id: int | None = None  # only rows older than this one (the console's pages)
+    # Credyt for Platforms: only events credited in this Credyt account (their payment
+    # keys are scoped `<account>:...`, bridge.processing.tenants).
+    credyt_account: str | None = None
 
     def where(self, mark: str) -> tuple[str, list[Any]]:
         """The SQL WHERE clause (empty if no filter) and its parameters; `mark` is the
@@ -191,6 +198,10 @@ class EventFilter:
             if value is not None:
                 conditions.append(f"{column} = {mark}")
                 params.append(value)
+        if self.credyt_account is not None:
+            prefix = f"{self.credyt_account}:"
+            conditions.append(f"substr(payment_key, 1, CAST({mark} AS INTEGER)) = {mark}")
+            params.extend((len(prefix), prefix))
         if self.since is not None:
             conditions.append(f"received_at >= {mark}")
             params.append(self.since)

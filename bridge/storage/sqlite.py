@@ -184,12 +184,25 @@ class SQLiteStore(StoreReads):
                 return conn.execute(sql + " WHERE status = 'dead'", (now, now, now)).rowcount
             return sum(
                 conn.execute(
-                    sql + " WHERE id = ? AND status != 'delivered'", (now, now, now, i)
+                    sql + " WHERE id = ? AND status IN ('pending', 'dead')", (now, now, now, i)
                 ).rowcount
                 for i in ids
             )
 
         return await self.writer.run(retry)
+
+    async def decide_held(self, outbox_id: int, approve: bool, note: str) -> bool:
+        """Approve (queue for delivery) or reject a held adjustment; False: not held."""
+        now = time.time()
+
+        def decide(conn: sqlite3.Connection) -> bool:
+            update, record = statements.decide_held(outbox_id, approve, note, now)
+            if conn.execute(*update).rowcount == 0:
+                return False
+            conn.execute(*record)
+            return True
+
+        return await self.writer.run(decide)
 
     async def reset_events(self, ids: Sequence[int]) -> int:
         """Mark events pending, due now, so the processor runs them again."""

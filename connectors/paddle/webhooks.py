@@ -29,7 +29,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 
-from bridge.errors import EventError, MalformedEventError, SignatureError
+from bridge.errors import BackfillError, EventError, MalformedEventError, SignatureError
 from bridge.events import Envelope, Ignored
 from connectors.base import Raw, SignedRequest, parse_json
 from connectors.listing import EventSource
@@ -81,7 +81,13 @@ class PaddleConnector(PaddleReaders):
     sample = staticmethod(samples.sample)
 
     @staticmethod
-    def events_api(api_key: str, api_base: str | None, api_version: str) -> EventSource:
+    def events_api(
+        api_key: str, api_base: str | None, api_version: str, account: str | None = None
+    ) -> EventSource:
+        if account is not None:
+            raise BackfillError(
+                "Paddle has no connected accounts: backfill paddle takes no --account"
+            )
         return PaddleEvents(api_key, api_base, version=api_version)
 
     # -- verification -------------------------------------------------------------

@@ -1,11 +1,16 @@
 """Stripe's event list for backfill: `GET /v1/events?created[gte]=..&types[]=..`.
 
 Stripe keeps events 30 days and lists them newest first; the stripe library pages with
-`starting_after`, at most 20 types per request.
+`starting_after`, at most 20 types per request. A Connect platform lists a connected
+account's events with the `Stripe-Account` header; each listed event is stored with
+that `account`, as its webhook to the platform's Connect endpoint would carry it, so it
+is credited in that account's Credyt account and never in the platform's.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -14,6 +19,7 @@ from connectors.listing import DAY, ListedEvent, raw_list
 
 STRIPE_API_BASE = "https://api.stripe.com"
 STRIPE_MAX_TYPES = 20  # Stripe's limit on types[] per list request
+_ACCOUNT = re.compile(r"^acct_[A-Za-z0-9]{1,64}$")
 
 
 class StripeEvents:
@@ -28,9 +34,15 @@ class StripeEvents:
     psp = "stripe"
     retention = 30 * DAY
 
-    def __init__(self, api_key: str, api_base: str | None = None) -> None:
+    def __init__(
+        self, api_key: str, api_base: str | None = None, *, account: str | None = None
+    ) -> None:
         import stripe
 
+        if account is not None and not _ACCOUNT.match(account):
+            raise BackfillError(f"{account!r} is not a Stripe account id (acct_...)")
+        self.account = account
+        self._options: Any = {"stripe_account": account} if account else {}
         self._stripe = stripe
         self._http = stripe.new_default_http_client(timeout=30)
         client = stripe.StripeClient(
@@ -63,7 +75,7 @@ class StripeEvents:
                         str(item["id"]),
                         str(item["type"]),
                         float(item.get("created") or 0),
-                        raw.encode(),
+                        self._of_account(item, raw).encode(),
                     )
                     # the consumer has stored it: a rerun may start after it
                     self.cursor = f"{start}:{item['id']}" if start else str(item["id"])
@@ -71,9 +83,25 @@ class StripeEvents:
                     break
                 params["starting_after"] = str(items[-1][0]["id"])
 
+    def _of_account(self, item: Any, raw: str) -> str:
+        """The event's text, carrying the connected account it was listed for: Stripe
+        names it in `account` on Connect webhooks; where a listed event does not, it is
+        added in front, leaving the rest byte for byte. One naming another is refused."""
+        if self.account is None:
+            return raw
+        named = item.get("account")
+        if named == self.account:
+            return raw
+        if named is not None:
+            raise BackfillError(
+                f"Stripe listed event {item['id']} of account {named} for {self.account}"
+            )
+        start = raw.index("{") + 1
+        return raw[:start] + f'"account": {json.dumps(self.account)}, ' + raw[start:]
+
     def _page(self, params: Any) -> str:
         try:
-            listed = self._events.list(params)
+            listed = self._events.list(params, self._options)
         except self._stripe.AuthenticationError as exc:
             raise BackfillError(
                 "Stripe refused the API key (check STRIPE_API_KEY or the connector's "

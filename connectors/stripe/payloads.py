@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from bridge.errors import EventError
 from bridge.money import checked_currency
 from connectors.base import Raw, mapping, moment_of_unix, whole_number
+
+_ACCOUNT_ID = re.compile(r"^acct_[A-Za-z0-9]{1,64}$")  # a Stripe connected account
 
 # Currencies whose API amount is in whole units (exponent 0).
 ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split())
@@ -100,3 +103,27 @@ def period_end_of(lines: list[Raw]) -> datetime | None:
         if isinstance(line.get("period"), Mapping) and isinstance(line["period"].get("end"), int)
     ]
     return moment_of_unix("the invoice line's period end", max(ends)) if ends else None
+
+
+def connected_account(raw: Mapping[str, Any]) -> str | None:
+    """The event's `account` (acct_...): set when a Connect platform's endpoint receives an
+    event of one of its connected accounts, absent (or null) for the platform's own.
+    Anything else fails the event: read as "none", it would credit the platform."""
+    account = raw.get("account")
+    if account is None:
+        return None
+    if not isinstance(account, str) or not _ACCOUNT_ID.match(account):
+        raise EventError(
+            f"the event's account {str(account)[:80]!r} is not a Stripe account id (acct_...)"
+        )
+    return account
+
+
+def application_of(obj: Mapping[str, Any]) -> str | None:
+    """The Connect application (ca_...) that created a PaymentIntent or Charge. A Checkout
+    Session has no `application` of its own: it is read from its PaymentIntent when that
+    is expanded (webhooks send only its id, so a session's usually stays None)."""
+    found = id_of(obj.get("application"))
+    if found is None and isinstance(obj.get("payment_intent"), Mapping):
+        found = id_of(obj["payment_intent"].get("application"))
+    return found

@@ -24,6 +24,8 @@ from connectors.base import (
 )
 from connectors.stripe.amounts import intent_amounts, invoice_amounts, session_amounts
 from connectors.stripe.payloads import (
+    application_of,
+    connected_account,
     currency_exponent,
     first_charge,
     id_of,
@@ -53,6 +55,8 @@ class StripeReaders(WebhookConnector):
                 else None
             ),
             livemode=raw.get("livemode") if isinstance(raw.get("livemode"), bool) else None,
+            account=connected_account(raw),
+            application=application_of(obj),
             # major units derived here, so they always agree with amount_minor
             amount=to_major(fields["amount_minor"], currency_exponent(fields["currency"])),
             raw=raw,

@@ -42,12 +42,28 @@ class StripeConnector(StripeReaders):
     default_tolerance = 300.0
     # The `when:` conditions a rule of this connector can use: Stripe events carry these.
     condition_keys = frozenset(
-        {"billing_reason", "currency", "price_ids", "product_ids", "livemode", "metadata"}
+        {
+            "billing_reason",
+            "currency",
+            "price_ids",
+            "product_ids",
+            "livemode",
+            "metadata",
+            "account",
+            "application",
+        }
     )
     # Events no rule needs to name but a reversal rule depends on: on API versions from
     # 2025-03-31 an invoice names no PaymentIntent, and only invoice_payment.paid links
     # it to the one its refunds and disputes name.
     linking_event_types = ("invoice_payment.paid",)
+    # Credyt's top-ups run on a Stripe account connected to Credyt, through Checkout
+    # Sessions and PaymentIntents: the same events as a top-up of the integrator's own.
+    topup_event_types = (
+        "checkout.session.completed",
+        "checkout.session.async_payment_succeeded",
+        "payment_intent.succeeded",
+    )
     # The id prefix of the object each event type carries (`send`).
     object_prefixes = {
         "invoice.": "in_",
@@ -84,8 +100,10 @@ class StripeConnector(StripeReaders):
     sample = staticmethod(samples.sample)
 
     @staticmethod
-    def events_api(api_key: str, api_base: str | None, api_version: str) -> EventSource:
-        return StripeEvents(api_key, api_base)
+    def events_api(
+        api_key: str, api_base: str | None, api_version: str, account: str | None = None
+    ) -> EventSource:
+        return StripeEvents(api_key, api_base, account=account)
 
     # -- verification -------------------------------------------------------------
 

@@ -43,10 +43,12 @@ NAME = "name0"  # a user-chosen name in the config below (shown as <name> in the
 REACHING_CONFIG = f"""
 database: bridge.db
 credyt: {{api_url: "https://api.credyt.ai", api_key: key_test}}
+limits: {{{NAME}: {{max_adjustment: "1"}}}}
 connectors:
   {NAME}:
     type: stripe
     secrets: [whsec_test_abcdefghijklmnopqrstuvwx]
+    credyt: {{account: acc_docs}}
     rules:
       - name: credit-rule
         on: invoice.paid

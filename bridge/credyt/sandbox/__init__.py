@@ -25,6 +25,10 @@ SDK describe it; tests/integration/test_credyt_contract.py checks it with the SD
     POST /events                                 201 {"accepted", "duplicates"}
     GET  /assets/{code}                          200 the asset with its `precision`, or 404
 
+Credyt for Platforms: a request with ``X-CREDYT-ACCOUNT: <account>`` acts on that
+connected account's own customers, wallets and adjustments (``SandboxState.tenant``,
+created on first use; control endpoints take ``?account=``); without it, on the key's.
+
 Every API request needs the header ``X-CREDYT-API-KEY`` (401 with an empty body
 otherwise) unless the app was built with ``api_key=None``. Every API request's method
 and raw path (with its query) is logged in ``SandboxState.requests``, so a test can

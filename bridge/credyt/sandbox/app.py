@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bridge.credyt.client import ACCOUNT_HEADER
 from bridge.credyt.sandbox.faults import FaultSettings
 from bridge.credyt.sandbox.gate import CONTROL_PREFIX, Gate
 from bridge.credyt.sandbox.state import SandboxState
@@ -204,10 +205,14 @@ def _usage_customer(state: SandboxState, body: Mapping[str, Any]) -> str:
 
 
 def _sandbox(request: Request) -> SandboxState:
+    """The state a request acts on: the connected account its X-CREDYT-ACCOUNT header
+    names (control endpoints: `?account=`), else the key's own account."""
     state = request.app.state.sandbox
     if not isinstance(state, SandboxState):
         raise TypeError("app.state.sandbox is not a SandboxState")
-    return state
+    if request.url.path.startswith(CONTROL_PREFIX):
+        return state.tenant(request.query_params.get("account"))
+    return state.tenant(request.headers.get(ACCOUNT_HEADER))
 
 
 async def _problem_from_error(request: Request, exc: Exception) -> Response:

@@ -76,6 +76,9 @@ class SandboxState:
         self._by_transaction: dict[str, dict[str, Any]] = {}
         self._event_ids: set[str] = set()
         self.assets: dict[str, int] = {}  # custom assets added: code -> precision
+        # Credyt for Platforms: the connected accounts a request's X-CREDYT-ACCOUNT
+        # names, each with customers and wallets of its own (`tenant`).
+        self.tenants: dict[str, SandboxState] = {}
         # False: a custom asset nobody added is answered with precision 2, as the wallets
         # take any asset; True: it is a 404, as in Credyt.
         self.strict_assets = False
@@ -96,6 +99,21 @@ class SandboxState:
             self.adjustment_requests = 0
             self.requests.clear()
             self.environment = "test"
+            self.tenants.clear()
+
+    def tenant(self, account: str | None) -> SandboxState:
+        """The state of connected account `account` (created on first use); None or ""
+        is this, the API key's own account."""
+        if not account:
+            return self
+        with self._lock:
+            found = self.tenants.get(account)
+            if found is None:
+                found = self.tenants[account] = SandboxState()
+                found.environment = self.environment
+                found.account_id = account
+                found.strict_assets = self.strict_assets
+            return found
 
     def add_customer(
         self,
@@ -284,6 +302,7 @@ class SandboxState:
                 "request_count": self.request_count,
                 "adjustment_requests": self.adjustment_requests,
                 "faults": asdict(self.faults),
+                "tenants": {name: t.snapshot() for name, t in self.tenants.items()},
             }
 
     def _by_external_id(self, external_id: str) -> Customer | None:

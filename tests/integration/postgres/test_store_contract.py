@@ -14,6 +14,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +257,51 @@ def test_retry_adjustments_and_reset_events(store: Store) -> None:
     event = store.get_event(str(inbox_id))
     assert event is not None and event.status is EventStatus.PENDING
     assert [r.id for r in store.due_events(time.time() + 0.01, 10)] == [inbox_id]
+
+
+def test_events_are_listed_by_the_credyt_account_their_payment_is_scoped_to(
+    store: Store,
+) -> None:
+    for event_id, key in (("evt_a", "acc_a:pi_1"), ("evt_b", "acc_b:pi_1"), ("evt_c", "pi_1")):
+        inbox_id = accept(store, event_id)
+        result = ProcessingResult(inbox_id, EventStatus.IGNORED, "x", payment_key=key)
+        run(store.record_processing(result, time.time()))
+    listed = store.list_events(EventFilter(credyt_account="acc_a"))
+    assert [e.event_id for e in listed] == ["evt_a"]
+    assert store.list_events(EventFilter(credyt_account="acc_")) == []  # not a prefix match
+
+
+def test_held_adjustments_wait_for_a_decision_that_is_kept(store: Store) -> None:
+    from dataclasses import replace
+
+    inbox_id = accept(store, "evt_held")
+    big = replace(adjustment("tx-big", amount="900"), held="held: over the limit")
+    other = replace(adjustment("tx-other", amount="700"), held="held: over the limit")
+    processed(store, inbox_id, big, adjustment("tx-small", amount="5"), other)
+    claimed = run(store.claim_adjustments(time.time() + 0.01, 10, lease=30))
+    assert [r.transaction_id for r in claimed] == ["tx-small"]  # held ones are never claimed
+    held = store.get_adjustment("tx-big")
+    assert held is not None and held.status is AdjustmentStatus.HELD
+    assert held.last_error == "held: over the limit"
+    assert run(store.retry_adjustments([held.id])) == 0  # retry does not release it
+    assert store.credited_since("cust_1", "USD", time.time() - 60) == Decimal("5")
+
+    assert run(store.decide_held(held.id, True, "approved by op"))
+    assert not run(store.decide_held(held.id, False, "too late"))  # decided once
+    approved = store.get_adjustment("tx-big")
+    assert approved is not None and approved.status is AdjustmentStatus.PENDING
+    assert [a["outcome"] for a in store.attempts_for(held.id)] == ["approved"]
+    assert store.credited_since("cust_1", "USD", time.time() - 60) == Decimal("905")
+
+    rejected_id = store.get_adjustment("tx-other")
+    assert rejected_id is not None
+    assert run(store.decide_held(rejected_id.id, False, "rejected by op: fraud"))
+    rejected = store.get_adjustment("tx-other")
+    assert rejected is not None and rejected.status is AdjustmentStatus.REJECTED
+    assert rejected.last_error == "rejected by op: fraud"
+    assert run(store.retry_adjustments(dead=True)) == 0
+    claimed = run(store.claim_adjustments(time.time() + 0.01, 10, lease=30))
+    assert [r.transaction_id for r in claimed] == ["tx-big"]
 
 
 # -- operating ----------------------------------------------------------------------------
