@@ -17,6 +17,8 @@ from bridge.cli.options import (
     optional_moment,
     print_json,
     require_config,
+    table_width,
+    wide_option,
 )
 
 
@@ -41,6 +43,7 @@ def events() -> None:
 @moment_option("--until", "Received before")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
 @json_option
+@wide_option
 @bridge_errors
 def events_list(
     config_path: str | None,
@@ -52,6 +55,7 @@ def events_list(
     until: str | None,
     limit: int,
     as_json: bool,
+    wide: bool,
 ) -> None:
     """List stored events, newest first.
 
@@ -63,7 +67,7 @@ def events_list(
     from bridge.operating.tables import events_table
     from bridge.storage.records import EventFilter
 
-    config = require_config(config_path)
+    config = require_config(config_path, secrets=False)
     flt = EventFilter(
         status=status,
         connector=connector,
@@ -78,7 +82,7 @@ def events_list(
     if as_json:
         print_json([event_summary(r) for r in rows])
     elif rows:
-        click.echo(events_table(rows))
+        click.echo(events_table(rows, table_width(wide)))
     else:
         click.echo("no events match")
 
@@ -87,8 +91,9 @@ def events_list(
 @config_option
 @click.argument("ref", metavar="ID")
 @json_option
+@wide_option
 @bridge_errors
-def events_show(config_path: str | None, ref: str, as_json: bool) -> None:
+def events_show(config_path: str | None, ref: str, as_json: bool, wide: bool) -> None:
     """Show one event: raw body, normalized form, adjustments and delivery attempts.
 
     ID is the row id from `events list` or the PSP's event id (evt_...).
@@ -101,13 +106,13 @@ def events_show(config_path: str | None, ref: str, as_json: bool) -> None:
     from bridge.operating.operations import event_detail
     from bridge.service import connector_runtimes
 
-    config = require_config(config_path)
+    config = require_config(config_path, secrets=False)
     with existing_store(config) as store:
         detail = event_detail(store, connector_runtimes(config), ref)
     if as_json:
         print_json(detail)
     else:
-        click.echo(event_text(detail))
+        click.echo(event_text(detail, table_width(wide)))
 
 
 @click.command()

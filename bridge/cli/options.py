@@ -37,10 +37,12 @@ def config_option(fn: F) -> F:
     )(fn)
 
 
-def require_config(config_path: str | None) -> Config:
+def require_config(config_path: str | None, *, secrets: bool = True) -> Config:
+    """The config. `secrets=False` for commands that only touch the database: they run
+    without the secrets' variables (`events list` needs no BRIDGE_ADMIN_TOKEN)."""
     if not config_path:
         raise click.ClickException("no config file: pass --config FILE or set BRIDGE_CONFIG")
-    return load_config(config_path)
+    return load_config(config_path, resolve_secrets=secrets)
 
 
 def bridge_errors(fn: F) -> F:
@@ -60,6 +62,21 @@ def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
         fn
     )
+
+
+def wide_option(fn: F) -> F:
+    return click.option(
+        "--wide",
+        is_flag=True,
+        help="Every column and whole lines (default: fit $COLUMNS or the terminal).",
+    )(fn)
+
+
+def table_width(wide: bool) -> int | None:
+    """The characters a table may use: None (no limit) with --wide or into a pipe."""
+    from bridge.operating.table_layout import terminal_width
+
+    return None if wide else terminal_width()
 
 
 def print_json(data: Any) -> None:

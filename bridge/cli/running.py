@@ -11,6 +11,8 @@ from bridge.cli.options import (
     bridge_errors,
     config_option,
     require_config,
+    table_width,
+    wide_option,
 )
 from bridge.logs import configure_logging
 
@@ -81,8 +83,9 @@ def serve(config_path: str | None, host: str, port: int, forwarded_allow_ips: st
     help="Also ask Credyt (GET /accounts/self) whether it accepts the API key, and "
     "check that every connector's mode fits the key's environment.",
 )
+@wide_option
 @bridge_errors
-def check(config_path: str | None, online: bool) -> None:
+def check(config_path: str | None, online: bool, wide: bool) -> None:
     """Validate the config and print its rules.
 
     With --online, also check the Credyt API key: a rejected key, an unreachable
@@ -99,7 +102,7 @@ def check(config_path: str | None, online: bool) -> None:
 
     config = require_config(config_path)
     click.echo(f"{config.path}: OK, {len(config.connectors)} connector(s)")
-    click.echo(rules_table(config))
+    click.echo(rules_table(config, table_width(wide)))
     for warning in config_warnings(config):
         click.echo(f"warning: {warning}", err=True)
     if online:

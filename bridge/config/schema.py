@@ -176,6 +176,8 @@ class Config:
     log_level: str = "info"
     retention: float = 30 * 86400.0
     processing: ProcessingConfig = ProcessingConfig()
+    # Secret keys left unresolved by `load_config(resolve_secrets=False)`, as messages.
+    unresolved: tuple[str, ...] = ()
 
 
 def find_connector(config: Config, ref: str) -> ConnectorConfig:
