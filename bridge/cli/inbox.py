@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,6 +21,13 @@ from bridge.cli.options import (
     table_width,
     wide_option,
 )
+
+if TYPE_CHECKING:
+    from bridge.storage.records import EventFilter
+    from bridge.storage.store import Store
+
+
+FOLLOW_POLL = 0.25  # seconds between two looks at the store with --follow
 
 
 @click.group()
@@ -42,6 +50,13 @@ def events() -> None:
 @moment_option("--since", "Received at or after")
 @moment_option("--until", "Received before")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Keep running: print each new webhook and its adjustments as they are "
+    "processed and delivered (Ctrl-C stops).",
+)
 @json_option
 @wide_option
 @bridge_errors
@@ -54,14 +69,20 @@ def events_list(
     since: str | None,
     until: str | None,
     limit: int,
+    follow: bool,
     as_json: bool,
     wide: bool,
 ) -> None:
-    """List stored events, newest first.
+    """List stored events, newest first; with --follow, watch new ones arrive.
+
+    --follow prints one line per webhook that arrives after the command starts (and
+    one whenever its state changes), then one per adjustment it queued, delivered or
+    lost; the other options filter what it prints, --json prints JSON lines.
 
     \b
     Example:
       credyt-bridge events list --status failed --connector stripe --since 2h --json
+      credyt-bridge events list --follow
     """
     from bridge.operating.operations import event_summary
     from bridge.operating.tables import events_table
@@ -78,6 +99,9 @@ def events_list(
         limit=limit,
     )
     with existing_store(config) as store:
+        if follow:
+            follow_events(store, flt, config.database, as_json, table_width(wide))
+            return
         rows = store.list_events(flt)
     if as_json:
         print_json([event_summary(r) for r in rows])
@@ -85,6 +109,32 @@ def events_list(
         click.echo(events_table(rows, table_width(wide)))
     else:
         click.echo("no events match")
+
+
+def follow_events(
+    store: Store, flt: EventFilter, database: str, as_json: bool, width: int | None
+) -> None:
+    """Print the follower's changes every POLL seconds until Ctrl-C or SIGTERM."""
+    import json
+    import signal
+    import time
+
+    from bridge.operating.following import EventFollower
+    from bridge.operating.table_layout import cut
+    from bridge.storage.store import redact_database
+
+    stop: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda number, _frame: stop.append(number))
+    follower = EventFollower(store, flt, since=flt.since or time.time())
+    click.echo(f"following events in {redact_database(database)} (Ctrl-C stops)", err=True)
+    while not stop:
+        for change in follower.poll():
+            if as_json:
+                click.echo(json.dumps(change.as_dict()))
+            else:
+                click.echo(change.text() if width is None else cut(change.text(), width))
+        time.sleep(FOLLOW_POLL)
 
 
 @events.command("show")

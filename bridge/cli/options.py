@@ -4,8 +4,10 @@ store they open, and the BridgeError-to-message wrapper.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 CONFIG_HELP = "Config file (default: $BRIDGE_CONFIG)."
 EVENT_STATUSES = ("pending", "processed", "ignored", "failed")
+PORT = click.IntRange(1, 65535)  # 0 would listen on a random port without saying so
 ADJUSTMENT_STATUSES = ("pending", "delivered", "dead")
 
 
@@ -94,6 +97,36 @@ def existing_store(config: Config) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port, or one line saying why not (a busy port...)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        hint = {
+            errno.EADDRINUSE: "another process listens there; stop it or pick another --port",
+            errno.EACCES: "ports below 1024 need privileges; pick a --port above 1023",
+            errno.EADDRNOTAVAIL: "this machine has no such address; check --host",
+        }.get(exc.errno or 0, "check --host and --port")
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; {hint}"
+        ) from None
+    except (socket.gaierror, UnicodeError) as exc:
+        sock.close()
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}; check --host") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def listening_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def moment_option(name: str, what: str) -> Callable[[F], F]:

@@ -6,10 +6,14 @@ import asyncio
 import sys
 
 import click
+import structlog
 
 from bridge.cli.options import (
+    PORT,
     bridge_errors,
     config_option,
+    listening_socket,
+    listening_url,
     require_config,
     table_width,
     wide_option,
@@ -20,7 +24,7 @@ from bridge.logs import configure_logging
 @click.command()
 @config_option
 @click.option("--host", default="0.0.0.0", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option("--port", default=8080, show_default=True, type=PORT, help="Port to listen on.")
 @click.option(
     "--forwarded-allow-ips",
     envvar="FORWARDED_ALLOW_IPS",
@@ -51,12 +55,11 @@ def serve(config_path: str | None, host: str, port: int, forwarded_allow_ips: st
 
     config = require_config(config_path)
     configure_logging(config.log_level)
+    sock = listening_socket(host, port)
     bridge = Bridge(config)
     server = uvicorn.Server(
         uvicorn.Config(
             bridge.app,
-            host=host,
-            port=port,
             log_config=None,
             access_log=False,
             proxy_headers=True,
@@ -70,7 +73,11 @@ def serve(config_path: str | None, host: str, port: int, forwarded_allow_ips: st
     # stop exits 0 (not 143, not a KeyboardInterrupt traceback).
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda _signum, _frame: None)
-    server.run()
+    structlog.get_logger().info("bridge_listening", url=listening_url(sock))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     if not server.started:
         raise click.ClickException(f"the server did not start on {host}:{port} (see the log)")
 
@@ -114,8 +121,8 @@ def check(config_path: str | None, online: bool, wide: bool) -> None:
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8090, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8090, show_default=True, type=PORT, help="Port to listen on.")
 @click.option(
     "--api-key", default="key_sandbox", show_default=True, help="Expected X-CREDYT-API-KEY."
 )
@@ -163,6 +170,7 @@ def sandbox(
     from bridge.credyt.sandbox import serve_sandbox
 
     configure_logging("info")
+    listening_socket(host, port).close()  # a busy port is one line, not a traceback
     serve_sandbox(
         host,
         port,
