@@ -186,7 +186,11 @@ def sandbox(
 
 
 @click.command()
-@click.option("--keep", is_flag=True, help="Keep the demo's database and config folder.")
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Keep the demo's folder: its database and a config.yaml that reads it.",
+)
 def demo(keep: bool) -> None:
     """Run the whole flow locally: sandbox, bridge, signed webhooks, balances.
 
@@ -198,6 +202,6 @@ def demo(keep: bool) -> None:
     """
     from bridge.operating.demo import run_demo
 
-    configure_logging("warning")
-    ok = asyncio.run(run_demo(keep=keep))
+    configure_logging("error")  # the demo's steps say what it expects, retries included
+    ok = asyncio.run(run_demo(keep=keep, width=table_width(False) or 100))
     sys.exit(0 if ok else 1)

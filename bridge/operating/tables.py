@@ -64,31 +64,34 @@ OUTBOX_COLUMNS = (
     Column("asset"),
     Column("amount", decimal=True),
     Column("rule", shrink_to=10),
-    Column("attempts", right=True, drop=2),
-    Column("last", drop=1),
+    Column("attempts", right=True, drop=1),
+    Column("last", drop=2),
     Column("transaction_id", drop=3),  # `outbox retry` and `events show` need only the id
 )
 
 
-def outbox_table(rows: Sequence[OutboxRow], width: int | None = None) -> str:
-    return render_table(
-        OUTBOX_COLUMNS,
+def outbox_table(
+    rows: Sequence[OutboxRow], width: int | None = None, steps: Sequence[int | None] = ()
+) -> str:
+    """The adjustments; `steps` (the demo's) puts a step number before each row."""
+    table = [
         [
-            [
-                r.id,
-                r.status.value,
-                r.customer_id,
-                r.asset,
-                r.amount,
-                r.rule,
-                r.attempts,
-                r.last_status or "-",
-                r.transaction_id,
-            ]
-            for r in rows
-        ],
-        width,
-    )
+            r.id,
+            r.status.value,
+            r.customer_id,
+            r.asset,
+            r.amount,
+            r.rule,
+            r.attempts,
+            r.last_status or "-",
+            r.transaction_id,
+        ]
+        for r in rows
+    ]
+    if not steps:
+        return render_table(OUTBOX_COLUMNS, table, width)
+    numbered = [["-" if n is None else n, *row] for n, row in zip(steps, table, strict=True)]
+    return render_table((Column("step", right=True), *OUTBOX_COLUMNS), numbered, width)
 
 
 EVENT_COLUMNS = (
