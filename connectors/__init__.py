@@ -29,6 +29,7 @@ from bridge.events import Envelope, Normalized
 
 if TYPE_CHECKING:
     from connectors.listing import EventSource
+    from connectors.subscriptions import Subscription
 
 
 class Connector(Protocol):
@@ -108,6 +109,10 @@ class ConnectorType(Protocol):
     def sample(self, request: SampleRequest) -> dict[str, object]: ...
 
     def events_api(self, api_key: str, api_base: str | None, api_version: str) -> EventSource: ...
+
+    def subscriptions(  # where the PSP sends webhooks (`check --online`)
+        self, api_key: str, api_base: str | None, api_version: str
+    ) -> list[Subscription]: ...
 
 
 def _stripe() -> ConnectorType:

@@ -18,6 +18,7 @@ from bridge.cli.options import (
     table_width,
     wide_option,
 )
+from bridge.config.schema import Config
 from bridge.logs import configure_logging
 
 
@@ -87,8 +88,9 @@ def serve(config_path: str | None, host: str, port: int, forwarded_allow_ips: st
 @click.option(
     "--online",
     is_flag=True,
-    help="Also ask Credyt (GET /accounts/self) whether it accepts the API key, and "
-    "check that every connector's mode fits the key's environment.",
+    help="Also ask Credyt (GET /accounts/self) whether it accepts the API key, check "
+    "that every connector's mode fits the key's environment, and, where a PSP API key is "
+    "set, that the PSP sends every event type the rules use.",
 )
 @wide_option
 @bridge_errors
@@ -97,7 +99,10 @@ def check(config_path: str | None, online: bool, wide: bool) -> None:
 
     With --online, also check the Credyt API key: a rejected key, an unreachable
     Credyt, or a `mode: live` connector on a test key (or the reverse) is one line
-    and exit status 1.
+    and exit status 1. Where a connector has a PSP API key ($STRIPE_API_KEY,
+    $PADDLE_API_KEY or its api_key), it also reads the Stripe webhook endpoints (or
+    Paddle notification settings) and fails naming each rule event type they do not
+    send: such a rule would never fire.
 
     \b
     Example:
@@ -118,6 +123,21 @@ def check(config_path: str | None, online: bool, wide: bool) -> None:
             f"Credyt: API key accepted, account {account.account_id}, "
             f"{account.environment} environment"
         )
+        _check_subscriptions(config, table_width(wide))
+
+
+def _check_subscriptions(config: Config, width: int | None) -> None:
+    from bridge.errors import SubscriptionCheckError
+    from bridge.operating.subscriptions import check_subscriptions
+    from bridge.operating.table_layout import cut_lines
+
+    checked = check_subscriptions(config)
+    for result in checked:
+        for line in result.lines():
+            click.echo(cut_lines(line, width))
+    problems = [p for p in (r.problem() for r in checked) if p]
+    if problems:
+        raise SubscriptionCheckError("; ".join(problems))
 
 
 @click.command()

@@ -37,6 +37,7 @@ from connectors.paddle import samples
 from connectors.paddle.events_api import PaddleEvents
 from connectors.paddle.payloads import currency_exponent
 from connectors.paddle.readers import PaddleReaders
+from connectors.subscriptions import Subscription
 
 PSP = "paddle"
 SIGNATURE_HEADER = "paddle-signature"
@@ -80,6 +81,12 @@ class PaddleConnector(PaddleReaders):
     @staticmethod
     def events_api(api_key: str, api_base: str | None, api_version: str) -> EventSource:
         return PaddleEvents(api_key, api_base, version=api_version)
+
+    @staticmethod
+    def subscriptions(api_key: str, api_base: str | None, api_version: str) -> list[Subscription]:
+        from connectors.paddle.subscriptions import paddle_subscriptions
+
+        return paddle_subscriptions(api_key, api_base, api_version)
 
     # -- verification -------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from connectors.stripe import samples
 from connectors.stripe.events_api import StripeEvents
 from connectors.stripe.payloads import currency_exponent
 from connectors.stripe.readers import StripeReaders
+from connectors.subscriptions import Subscription
 
 PSP = "stripe"
 SIGNATURE_HEADER = "stripe-signature"
@@ -82,6 +83,12 @@ class StripeConnector(StripeReaders):
     @staticmethod
     def events_api(api_key: str, api_base: str | None, api_version: str) -> EventSource:
         return StripeEvents(api_key, api_base)
+
+    @staticmethod
+    def subscriptions(api_key: str, api_base: str | None, api_version: str) -> list[Subscription]:
+        from connectors.stripe.subscriptions import stripe_subscriptions
+
+        return stripe_subscriptions(api_key, api_base)
 
     # -- verification -------------------------------------------------------------
 
