@@ -15,8 +15,10 @@ from bridge.cli.options import (
     existing_store,
     json_option,
     moment_option,
+    on_terminal,
     optional_moment,
     print_json,
+    progress_counter,
     require_config,
     table_width,
     wide_option,
@@ -173,6 +175,9 @@ def events_show(config_path: str | None, ref: str, as_json: bool, wide: bool) ->
 @moment_option("--since", "With --status: received at or after")
 @moment_option("--until", "With --status: received before")
 @click.option("--dry-run", is_flag=True, help="Print what the rules would produce; change nothing.")
+@click.option(
+    "--yes", "-y", is_flag=True, help="With --status on a terminal: replay without asking first."
+)
 @json_option
 @bridge_errors
 def replay(
@@ -183,6 +188,7 @@ def replay(
     since: str | None,
     until: str | None,
     dry_run: bool,
+    yes: bool,
     as_json: bool,
 ) -> None:
     """Re-run the current rules on stored events.
@@ -191,6 +197,8 @@ def replay(
     Credyt again, the outcome is recorded, and new adjustments go to the outbox,
     where the running bridge delivers them within a second. Replay is always safe:
     the same payment gives the same transaction ids, so nothing is credited twice.
+    On a terminal, --status without --dry-run asks before it replays (--yes skips
+    that) and draws a progress bar.
 
     \b
     Example:
@@ -210,7 +218,17 @@ def replay(
             since=optional_moment(since),
             until=optional_moment(until),
         )
-        outcomes = asyncio.run(replay_stored(config, store, rows, dry_run))
+        if status is not None and not dry_run and not yes and on_terminal() and rows:
+            click.confirm(
+                f"replay {len(rows)} {status} event(s) with the current rules? new "
+                "adjustments go to Credyt",
+                abort=True,
+                err=True,
+            )
+        with progress_counter("replaying", len(rows)) as advance:
+            outcomes = asyncio.run(
+                replay_stored(config, store, rows, dry_run, lambda _outcome: advance())
+            )
     if as_json:
         print_json([o.as_dict() for o in outcomes])
         return

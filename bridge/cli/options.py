@@ -8,7 +8,8 @@ import errno
 import functools
 import json
 import socket
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 CONFIG_HELP = "Config file (default: $BRIDGE_CONFIG)."
 EVENT_STATUSES = ("pending", "processed", "ignored", "failed")
 PORT = click.IntRange(1, 65535)  # 0 would listen on a random port without saying so
@@ -65,6 +67,35 @@ def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
         fn
     )
+
+
+def on_terminal() -> bool:
+    """True when a person watches: stderr is a terminal (progress bars, confirmations)."""
+    return sys.stderr.isatty()
+
+
+@contextmanager
+def progress(items: Iterable[T], label: str, length: int | None = None) -> Iterator[Iterable[T]]:
+    """`items`, drawn as a progress bar on stderr when it is a terminal; piped, unchanged
+    (the command's summary line says what happened)."""
+    if not on_terminal():
+        yield items
+        return
+    with click.progressbar(
+        items, length=length, label=label, file=sys.stderr, show_pos=True
+    ) as bar:
+        yield bar
+
+
+@contextmanager
+def progress_counter(label: str, length: int) -> Iterator[Callable[[], None]]:
+    """A function to call after each of `length` steps: a progress bar on a terminal,
+    nothing when piped."""
+    if not on_terminal():
+        yield lambda: None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True) as bar:
+        yield lambda: bar.update(1)
 
 
 def wide_option(fn: F) -> F:
