@@ -26,6 +26,8 @@ BridgeError                  also raised as such for a refused `send` input
 │   └── NotFoundError        no stored event or adjustment has that id (admin API: 404)
 ├── BackfillError            a PSP's API could not be listed (key refused, unreachable,
 │                            an unexpected answer)
+├── SubscriptionCheckError   `check --online` could not read where the PSP sends webhooks,
+│                            or found rule event types it does not send
 └── SandboxError             the Credyt sandbox refused an operation; carries the HTTP
                              status and problem fields it answers with
 
@@ -136,6 +138,10 @@ class NotFoundError(OperationError):
 
 class BackfillError(BridgeError):
     """The PSP's API could not be listed (key refused, unreachable, unexpected answer)."""
+
+
+class SubscriptionCheckError(BridgeError):
+    """The PSP's webhook subscriptions could not be read, or miss a type the rules use."""
 
 
 class SandboxError(BridgeError):

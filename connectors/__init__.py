@@ -30,6 +30,7 @@ from bridge.events import Envelope, Normalized
 
 if TYPE_CHECKING:
     from connectors.listing import EventSource
+    from connectors.subscriptions import Subscription
 
 
 class Connector(Protocol):
@@ -119,6 +120,10 @@ class ConnectorType(Protocol):
     def events_api(
         self, api_key: str, api_base: str | None, api_version: str, account: str | None = None
     ) -> EventSource: ...  # `account`: a connected account to list for (Stripe Connect)
+
+    def subscriptions(  # where the PSP sends webhooks (`check --online`)
+        self, api_key: str, api_base: str | None, api_version: str
+    ) -> list[Subscription]: ...
 
 
 def _stripe() -> ConnectorType:

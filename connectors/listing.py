@@ -37,6 +37,8 @@ class EventSource(Protocol):
         self, since: float, types: Sequence[str], resume: str | None = None
     ) -> Iterator[ListedEvent]: ...
 
+    def event(self, event_id: str) -> ListedEvent: ...  # one event by id (`--event`)
+
     def close(self) -> None: ...
 
 

@@ -15,6 +15,8 @@ from bridge.cli.options import (
     json_option,
     print_json,
     require_config,
+    table_width,
+    wide_option,
 )
 
 
@@ -35,8 +37,11 @@ def outbox() -> None:
 @click.option("--status", type=click.Choice(ADJUSTMENT_STATUSES), help="Only this state.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
 @json_option
+@wide_option
 @bridge_errors
-def outbox_list(config_path: str | None, status: str | None, limit: int, as_json: bool) -> None:
+def outbox_list(
+    config_path: str | None, status: str | None, limit: int, as_json: bool, wide: bool
+) -> None:
     """List adjustments, newest first.
 
     \b
@@ -47,13 +52,13 @@ def outbox_list(config_path: str | None, status: str | None, limit: int, as_json
     from bridge.operating.tables import outbox_table
     from bridge.storage.records import row_dict
 
-    config = require_config(config_path)
+    config = require_config(config_path, secrets=False)
     with existing_store(config) as store:
         rows = store.list_adjustments(status, limit)
     if as_json:
         print_json([plain(row_dict(r)) for r in rows])
     elif rows:
-        click.echo(outbox_table(rows))
+        click.echo(outbox_table(rows, table_width(wide)))
     else:
         click.echo("no adjustments match")
 
@@ -77,7 +82,7 @@ def outbox_retry(config_path: str | None, refs: tuple[str, ...], dead: bool) -> 
     """
     from bridge.operating.operations import retry_adjustments
 
-    config = require_config(config_path)
+    config = require_config(config_path, secrets=False)
     with existing_store(config) as store:
         count = asyncio.run(retry_adjustments(store, refs, dead=dead))
     click.echo(f"{count} adjustment(s) queued again; the running bridge delivers them")
@@ -156,7 +161,7 @@ def prune(config_path: str | None, older_than: str | None) -> None:
     from bridge.operating.operations import parse_age
     from bridge.operating.operations import prune as prune_rows
 
-    config = require_config(config_path)
+    config = require_config(config_path, secrets=False)
     seconds = config.retention if older_than is None else parse_age(older_than)
     with existing_store(config) as store:
         counts = asyncio.run(prune_rows(store, seconds))

@@ -6,19 +6,26 @@ import asyncio
 import sys
 
 import click
+import structlog
 
 from bridge.cli.options import (
+    PORT,
     bridge_errors,
     config_option,
+    listening_socket,
+    listening_url,
     require_config,
+    table_width,
+    wide_option,
 )
+from bridge.config.schema import Config
 from bridge.logs import configure_logging
 
 
 @click.command()
 @config_option
 @click.option("--host", default="0.0.0.0", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option("--port", default=8080, show_default=True, type=PORT, help="Port to listen on.")
 @click.option(
     "--forwarded-allow-ips",
     envvar="FORWARDED_ALLOW_IPS",
@@ -49,12 +56,11 @@ def serve(config_path: str | None, host: str, port: int, forwarded_allow_ips: st
 
     config = require_config(config_path)
     configure_logging(config.log_level)
+    sock = listening_socket(host, port)
     bridge = Bridge(config)
     server = uvicorn.Server(
         uvicorn.Config(
             bridge.app,
-            host=host,
-            port=port,
             log_config=None,
             access_log=False,
             proxy_headers=True,
@@ -68,7 +74,11 @@ def serve(config_path: str | None, host: str, port: int, forwarded_allow_ips: st
     # stop exits 0 (not 143, not a KeyboardInterrupt traceback).
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda _signum, _frame: None)
-    server.run()
+    structlog.get_logger().info("bridge_listening", url=listening_url(sock))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     if not server.started:
         raise click.ClickException(f"the server did not start on {host}:{port} (see the log)")
 
@@ -78,16 +88,21 @@ def serve(config_path: str | None, host: str, port: int, forwarded_allow_ips: st
 @click.option(
     "--online",
     is_flag=True,
-    help="Also ask Credyt (GET /accounts/self) whether it accepts the API key, and "
-    "check that every connector's mode fits the key's environment.",
+    help="Also ask Credyt (GET /accounts/self) whether it accepts the API key, check "
+    "that every connector's mode fits the key's environment, and, where a PSP API key is "
+    "set, that the PSP sends every event type the rules use.",
 )
+@wide_option
 @bridge_errors
-def check(config_path: str | None, online: bool) -> None:
+def check(config_path: str | None, online: bool, wide: bool) -> None:
     """Validate the config and print its rules.
 
     With --online, also check the Credyt API key: a rejected key, an unreachable
     Credyt, or a `mode: live` connector on a test key (or the reverse) is one line
-    and exit status 1.
+    and exit status 1. Where a connector has a PSP API key ($STRIPE_API_KEY,
+    $PADDLE_API_KEY or its api_key), it also reads the Stripe webhook endpoints (or
+    Paddle notification settings) and fails naming each rule event type they do not
+    send: such a rule would never fire.
 
     \b
     Example:
@@ -99,7 +114,7 @@ def check(config_path: str | None, online: bool) -> None:
 
     config = require_config(config_path)
     click.echo(f"{config.path}: OK, {len(config.connectors)} connector(s)")
-    click.echo(rules_table(config))
+    click.echo(rules_table(config, table_width(wide)))
     for warning in config_warnings(config):
         click.echo(f"warning: {warning}", err=True)
     if online:
@@ -108,11 +123,26 @@ def check(config_path: str | None, online: bool) -> None:
             f"Credyt: API key accepted, account {account.account_id}, "
             f"{account.environment} environment"
         )
+        _check_subscriptions(config, table_width(wide))
+
+
+def _check_subscriptions(config: Config, width: int | None) -> None:
+    from bridge.errors import SubscriptionCheckError
+    from bridge.operating.subscriptions import check_subscriptions
+    from bridge.operating.table_layout import cut_lines
+
+    checked = check_subscriptions(config)
+    for result in checked:
+        for line in result.lines():
+            click.echo(cut_lines(line, width))
+    problems = [p for p in (r.problem() for r in checked) if p]
+    if problems:
+        raise SubscriptionCheckError("; ".join(problems))
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8090, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8090, show_default=True, type=PORT, help="Port to listen on.")
 @click.option(
     "--api-key", default="key_sandbox", show_default=True, help="Expected X-CREDYT-API-KEY."
 )
@@ -160,6 +190,7 @@ def sandbox(
     from bridge.credyt.sandbox import serve_sandbox
 
     configure_logging("info")
+    listening_socket(host, port).close()  # a busy port is one line, not a traceback
     serve_sandbox(
         host,
         port,
@@ -175,7 +206,11 @@ def sandbox(
 
 
 @click.command()
-@click.option("--keep", is_flag=True, help="Keep the demo's database and config folder.")
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Keep the demo's folder: its database and a config.yaml that reads it.",
+)
 def demo(keep: bool) -> None:
     """Run the whole flow locally: sandbox, bridge, signed webhooks, balances.
 
@@ -187,6 +222,6 @@ def demo(keep: bool) -> None:
     """
     from bridge.operating.demo import run_demo
 
-    configure_logging("warning")
-    ok = asyncio.run(run_demo(keep=keep))
+    configure_logging("error")  # the demo's steps say what it expects, retries included
+    ok = asyncio.run(run_demo(keep=keep, width=table_width(False) or 100))
     sys.exit(0 if ok else 1)

@@ -44,19 +44,46 @@ _ASSET = re.compile(r"^[A-Za-z0-9_]{2,32}$")
 MIN_SECRET_LENGTH = 24  # real whsec_ (38+) and pdl_ntfset_ (60+) secrets are longer
 
 
-def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
+def load_config(
+    path: str | Path, environ: dict[str, str] | None = None, *, resolve_secrets: bool = True
+) -> Config:
+    """The config at `path`. `resolve_secrets=False` is for commands that only read the
+    database: a secret-bearing key (`SECRET_KEYS`) whose `${VAR}` is unset keeps its text
+    and is listed in `Config.unresolved` instead of failing the load."""
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read the config file: {exc.strerror}") from exc
-    return parse_config(text, file, environ)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{file}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
+        ) from None
+    return parse_config(text, file, environ, resolve_secrets=resolve_secrets)
+
+
+def is_secret_key(path: tuple[str | int, ...]) -> bool:
+    """The keys that hold a secret: credyt.api_key, server.admin_token and each
+    connector's secrets and api_key."""
+    match path:
+        case ("credyt", "api_key") | ("server", "admin_token"):
+            return True
+        case ("connectors", str(), "secrets", *_) | ("connectors", str(), "api_key"):
+            return True
+    return False
 
 
 def parse_config(
-    text: str, file: str = "config.yaml", environ: dict[str, str] | None = None
+    text: str,
+    file: str = "config.yaml",
+    environ: dict[str, str] | None = None,
+    *,
+    resolve_secrets: bool = True,
 ) -> Config:
-    data, source = load_yaml(text, file, environ)
+    data, source = load_yaml(text, file, environ, None if resolve_secrets else is_secret_key)
     top = Section(data, (), source)
     top.only(
         "database",
@@ -90,6 +117,7 @@ def parse_config(
         processing=processing,
         alerts=parse_alerts(top.section("alerts")),
         limits=platforms.amount_limits(top.section("limits")),
+        unresolved=tuple(source.unresolved.values()),
     )
     source.raise_errors()
     return config

@@ -261,6 +261,8 @@ class Config:
             if ref in connector.accounts:
                 return connector.accounts[ref]
         return ref
+    # Secret keys left unresolved by `load_config(resolve_secrets=False)`, as messages.
+    unresolved: tuple[str, ...] = ()
 
 
 def find_connector(config: Config, ref: str) -> ConnectorConfig:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
@@ -26,11 +26,18 @@ T = TypeVar("T")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+Lenient = Callable[[Path], bool]
+
+
 @dataclass
 class Source:
     file: str
     lines: dict[Path, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # Keys `lenient` spares (see `load_yaml`): their mistakes, such as an unset `${VAR}`,
+    # are kept here instead of failing the load.
+    lenient: Lenient | None = None
+    unresolved: dict[Path, str] = field(default_factory=dict)
     _failed: set[Path] = field(default_factory=set)
 
     def line(self, path: Path) -> int:
@@ -39,10 +46,14 @@ class Source:
         return self.lines.get(path, 1)
 
     def error(self, path: Path, message: str) -> None:
+        text = f"{self.file}:{self.line(path)}: {dotted(path)}: {message}"
+        if self.lenient is not None and self.lenient(path):
+            self.unresolved.setdefault(path, text)
+            return
         if path in self._failed:  # one message per key is enough
             return
         self._failed.add(path)
-        self.errors.append(f"{self.file}:{self.line(path)}: {dotted(path)}: {message}")
+        self.errors.append(text)
 
     def raise_errors(self) -> None:
         if self.errors:
@@ -56,9 +67,17 @@ def dotted(path: Path) -> str:
     return text or "(top level)"
 
 
-def load_yaml(text: str, file: str, environ: Mapping[str, str] | None = None) -> tuple[Any, Source]:
+def load_yaml(
+    text: str,
+    file: str,
+    environ: Mapping[str, str] | None = None,
+    lenient: Lenient | None = None,
+) -> tuple[Any, Source]:
+    """`lenient(path)` True: a mistake at that key (an unset or empty `${VAR}`, a short
+    secret) is no error but a line of `Source.unresolved`, and an unset variable keeps its
+    text as written (for commands that never use those keys)."""
     env = os.environ if environ is None else environ
-    source = Source(file)
+    source = Source(file, lenient=lenient)
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -106,6 +125,8 @@ def _convert(
 
 
 def _interpolate(text: str, path: Path, source: Source, env: Mapping[str, str]) -> str:
+    missing: list[str] = []
+
     def replace(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         value = env.get(name)
@@ -113,13 +134,14 @@ def _interpolate(text: str, path: Path, source: Source, env: Mapping[str, str]) 
             return value
         if default is not None:  # `${NAME:-default}`: unset or empty takes the default
             return default
-        if value is None:
-            source.error(path, f"environment variable {name} is not set")
-        else:
-            source.error(path, f"environment variable {name} is empty")
+        missing.append(f"environment variable {name} is {'not set' if value is None else 'empty'}")
         return ""
 
-    return _VARIABLE.sub(replace, text)
+    resolved = _VARIABLE.sub(replace, text)
+    if not missing:
+        return resolved
+    source.error(path, missing[0])
+    return text if path in source.unresolved else ""
 
 
 class Section:

@@ -48,6 +48,7 @@ class Step:
     event: dict[str, Any]
     expect: str  # "accepted" | "duplicate"
     before: Callable[[], None] | None = None
+    note: str = ""  # what to expect of it, said on its line
 
 
 def _steps(alice: str, bob: str, sandbox: SandboxState) -> list[Step]:
@@ -144,32 +145,39 @@ def _steps(alice: str, bob: str, sandbox: SandboxState) -> list[Step]:
     )
     return [
         Step("Stripe renewal, invoice.paid, USD 49.99", "stripe", renewal, "accepted"),
-        Step("the same delivery again (a Stripe retry)", "stripe", renewal, "duplicate"),
-        Step("the same invoice as invoice.payment_succeeded", "stripe", same_invoice, "accepted"),
+        Step(
+            "the same delivery again (a Stripe retry)",
+            "stripe",
+            renewal,
+            "duplicate",
+            note="no new credit",
+        ),
+        Step(
+            "the same invoice, invoice.payment_succeeded",
+            "stripe",
+            same_invoice,
+            "accepted",
+            note="same payment: no new credit",
+        ),
         Step("Stripe JPY 1500, customer found by external_id", "stripe", by_lookup, "accepted"),
         Step(
-            "Stripe USD 10.00 while Credyt fails once (500)",
+            "Stripe USD 10.00 while Credyt fails once",
             "stripe",
             retried,
             "accepted",
             before=lambda: sandbox.inject(fail_next=1, only="adjustments"),
+            note="Credyt's 500 is injected; the bridge retries",
         ),
-        Step(
-            "Stripe top-up, payment_intent.succeeded, USD 25.00", "stripe", stripe_topup, "accepted"
-        ),
+        Step("Stripe top-up, payment_intent.succeeded, USD 25", "stripe", stripe_topup, "accepted"),
         Step("Stripe refund of USD 10.00, refund.created", "stripe", stripe_refund, "accepted"),
         Step(
-            "charge.refunded for that refund (not debited twice)",
+            "charge.refunded for that same refund",
             "stripe",
             stripe_charge_refunded,
             "accepted",
+            note="no second debit",
         ),
-        Step(
-            "Paddle top-up EUR 36.00 incl. 6.00 VAT (credits 36.00 paid)",
-            "paddle",
-            paddle_payment,
-            "accepted",
-        ),
+        Step("Paddle top-up, EUR 36.00 incl. 6.00 VAT", "paddle", paddle_payment, "accepted"),
         Step(
             "Paddle refund of EUR 12.00 incl. 2.00 VAT, approved",
             "paddle",
@@ -179,18 +187,43 @@ def _steps(alice: str, bob: str, sandbox: SandboxState) -> list[Step]:
     ]
 
 
-async def run_demo(*, keep: bool = False) -> bool:
+NEXT_STEPS = """
+Next steps, with your own config.yaml (see docs/configuration.md):
+  credyt-bridge sandbox --port 8090                  # a local Credyt, in another terminal
+  credyt-bridge serve --config config.yaml           # the bridge, on port 8080
+  credyt-bridge send stripe invoice.paid --customer cust_... --config config.yaml
+  credyt-bridge events list --follow --config config.yaml"""
+
+
+async def run_demo(*, keep: bool = False, width: int | None = None) -> bool:
+    """The demo; `keep` leaves its folder (the database and a config.yaml that reads
+    it), `width` is what its tables fit."""
     folder = tempfile.mkdtemp(prefix="credyt-bridge-demo-")
     try:
-        return await _run(folder)
+        return await _run(folder, width)
     finally:
         if keep:
-            click.echo(f"\nkept: {folder}")
+            config = _write_kept_config(folder)
+            click.echo(f"\nkept {folder}: bridge.db and config.yaml; look inside with")
+            click.echo(f"  credyt-bridge events list --config {config}")
+            click.echo(f"  credyt-bridge outbox list --config {config}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
+        click.echo(NEXT_STEPS)
 
 
-async def _run(folder: str) -> bool:
+def _write_kept_config(folder: str) -> str:
+    """The embedded config with the kept database filled in; its secrets stay `${VAR}`,
+    which the read-only commands do not need."""
+    path = os.path.join(folder, "config.yaml")
+    database = os.path.join(folder, "bridge.db")
+    text = EXAMPLE_CONFIG.read_text().replace("${BRIDGE_DATABASE:-bridge.db}", database)
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(text)
+    return path
+
+
+async def _run(folder: str, width: int | None) -> bool:
     sandbox = SandboxState()
     alice = sandbox.add_customer(external_id="user_alice", name="Alice")
     bob = sandbox.add_customer(external_id="cus_demo_bob", name="Bob")
@@ -209,21 +242,20 @@ async def _run(folder: str) -> bool:
     bridge_server = make_server(bridge.app)
     bridge_server.config.timeout_graceful_shutdown = 5
     click.echo(f"Credyt sandbox: {base_url(sandbox_sock)}   bridge: {base_url(bridge_sock)}")
-    click.echo(
-        f"config: {EXAMPLE_CONFIG.name} (embedded defaults), "
-        f"database: {environ['BRIDGE_DATABASE']}\n"
-    )
+    click.echo(f"config: {EXAMPLE_CONFIG.name} (embedded), database: {environ['BRIDGE_DATABASE']}")
+    click.echo("Each step sends a signed webhook and says what the bridge should answer:\n")
     servers = [
         asyncio.create_task(sandbox_server.serve(sockets=[sandbox_sock])),
         asyncio.create_task(bridge_server.serve(sockets=[bridge_sock])),
     ]
     try:
         await _until(lambda: sandbox_server.started and bridge_server.started, 10)
-        ok = await _send_all(base_url(bridge_sock), _steps(alice, bob, sandbox))
+        steps = _steps(alice, bob, sandbox)
+        ok = await _send_all(base_url(bridge_sock), steps)
         delivered = await _until_delivered(bridge, 30)
         ok = ok and delivered
-        click.echo("\nOutbox:")
-        click.echo(outbox_table(list(reversed(bridge.store.list_adjustments()))))
+        click.echo("\nOutbox (what went to Credyt, by the step that caused it):")
+        click.echo(steps_outbox_table(bridge, steps, width))
         ok = _print_balances(sandbox, alice, bob) and ok
     finally:
         bridge_server.should_exit = True
@@ -245,7 +277,10 @@ async def _send_all(url: str, steps: list[Step]) -> bool:
             status = response.json().get("status") if response.status_code == 200 else None
             mark = "ok" if status == step.expect else "UNEXPECTED"
             ok = ok and status == step.expect
-            click.echo(f"{number}. {step.title:<60} -> {response.status_code} {status}  [{mark}]")
+            answer = f"{response.status_code} {status}"
+            click.echo(f"{number:>2}. {step.title:<48} -> {answer:<12}  [{mark}]")
+            if step.note:
+                click.echo(f"    {step.note}")
             await asyncio.sleep(0.2)  # let each step show its effect in order
     return ok
 
@@ -270,6 +305,18 @@ async def _until_delivered(bridge: Bridge, timeout: float) -> bool:
     return done and all(
         row.status is AdjustmentStatus.DELIVERED for row in bridge.store.list_adjustments()
     )
+
+
+def steps_outbox_table(bridge: Bridge, steps: list[Step], width: int | None) -> str:
+    """The outbox, oldest first, with the number of the step whose event queued each row."""
+    step_of: dict[int, int] = {}
+    for number, step in enumerate(steps, 1):
+        # Stripe events carry their id as "id", Paddle's as "event_id".
+        row = bridge.store.get_event(str(step.event.get("event_id") or step.event["id"]))
+        for adjustment in bridge.store.adjustments_for_event(row.id) if row else ():
+            step_of.setdefault(adjustment.id, number)
+    rows = list(reversed(bridge.store.list_adjustments()))
+    return outbox_table(rows, width, steps=[step_of.get(r.id) for r in rows])
 
 
 def _print_balances(sandbox: SandboxState, alice: str, bob: str) -> bool:

@@ -6,7 +6,16 @@ import json
 import time
 from typing import Any
 
-from tabulate import tabulate
+from bridge.operating.table_layout import Column, cut_lines, render_table
+
+ATTEMPT_COLUMNS = (
+    Column("attempt at"),
+    Column("http", right=True),
+    Column("outcome"),
+    Column("took", right=True, drop=1),
+    Column("Credyt answered", shrink_to=16),
+)
+INDENT = "     "
 
 
 def _when(moment: Any) -> str:
@@ -15,8 +24,9 @@ def _when(moment: Any) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))
 
 
-def event_text(detail: dict[str, Any]) -> str:
-    """`operations.event_detail` as sections: event, raw, normalized, adjustments, attempts."""
+def event_text(detail: dict[str, Any], width: int | None = None) -> str:
+    """`operations.event_detail` as sections: event, raw, normalized, adjustments, attempts,
+    each line fit to `width` (None: whole lines, as `--wide`)."""
     event = detail["event"]
     lines = [
         f"event {event['id']}: {event['connector']} {event['event_type']} {event['event_id']}",
@@ -28,13 +38,16 @@ def event_text(detail: dict[str, Any]) -> str:
     ]
     if event["status"] == "pending" and event["next_attempt_at"]:
         lines.append(f"  next try    {_when(event['next_attempt_at'])}")
-    lines += ["", "raw event (as the PSP sent it):", json.dumps(detail["raw"], indent=2)]
+    raw_title = "raw event (as the PSP sent it" + (
+        "):" if width is None else "; long lines cut, --wide or --json for all of it):"
+    )
+    lines += ["", raw_title, json.dumps(detail["raw"], indent=2)]
     lines += ["", "normalized (what the connector reads from it now):"]
     normalized = detail["normalized"]
-    width = max((len(k) for k in normalized), default=0)
+    key_width = max((len(k) for k in normalized), default=0)
     for key, value in normalized.items():
         text = value if isinstance(value, str) else json.dumps(value)
-        lines.append(f"  {key.ljust(width)}  {text}")
+        lines.append(f"  {key.ljust(key_width)}  {text}")
     lines += amounts_lines(normalized.get("amounts"), normalized.get("kind"))
     adjustments = detail["adjustments"]
     lines += ["", f"adjustments ({len(adjustments)}):"]
@@ -42,8 +55,8 @@ def event_text(detail: dict[str, Any]) -> str:
         lines.append("  (none)")
     for adj in adjustments:
         lines.append(
-            f"  #{adj['id']} {adj['kind']} {adj['amount']} {adj['asset']} to {adj['customer_id']}"
-            f" (account {adj['account']}, rule {adj['rule']}): {adj['status']}"
+            f"  #{adj['id']} {adj['status']}: {adj['kind']} {adj['amount']} {adj['asset']}"
+            f" to {adj['customer_id']} (rule {adj['rule']}, account {adj['account']})"
         )
         if adj.get("credited"):
             lines.append(f"     credited    amount {adj['credited']}")
@@ -64,9 +77,10 @@ def event_text(detail: dict[str, Any]) -> str:
             ]
             for a in attempts
         ]
-        table = tabulate(rows, headers=["attempt at", "http", "outcome", "took", "Credyt answered"])
-        lines.extend("     " + line for line in table.splitlines())
-    return "\n".join(lines)
+        inner = None if width is None else width - len(INDENT)
+        table = render_table(ATTEMPT_COLUMNS, rows, inner)
+        lines.extend(INDENT + line for line in table.splitlines())
+    return cut_lines("\n".join(lines), width)
 
 
 def amounts_lines(amounts: Any, kind: Any = "payment") -> list[str]:

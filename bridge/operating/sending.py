@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import secrets
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 import httpx
 
 from bridge.errors import BridgeError
-from connectors import SampleRequest, connector_type
+from connectors import SampleRequest, connector_type, known_event_types
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,59 @@ def minor_units(amount: str, psp: str, currency: str, option: str = "--amount") 
     return int(value)
 
 
+@dataclass(frozen=True)
+class Webhook:
+    """A signed test webhook, and the ids it carries (to paste into `events show`)."""
+
+    event_id: str
+    body: bytes
+    headers: dict[str, str]
+    object_ids: dict[str, str]  # what the connector reads from it: invoice, customer...
+
+
+def sample_event_types(psp: str) -> list[str]:
+    """The event types `send` produces for `psp`: the ones its rules may name."""
+    return sorted(known_event_types(psp))
+
+
+def check_event_type(psp: str, event_type: str) -> None:
+    """BridgeError naming the closest supported types if `send` cannot produce it."""
+    known = sample_event_types(psp)
+    if event_type in known:
+        return
+    close = difflib.get_close_matches(event_type, known, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise BridgeError(
+        f"send makes no {psp} event {event_type!r}; {hint}it makes: {', '.join(known)}"
+    )
+
+
+def object_ids(psp: str, event: dict[str, object]) -> dict[str, str]:
+    """The ids the connector reads from `event` (payment, invoice, customer...)."""
+    reader = connector_type(psp)(
+        secrets=("unused-for-reading",),
+        tolerance=0,
+        customer_metadata_key="credyt_customer_id",
+        mode="any",
+    )
+    try:
+        normalized = reader.normalize(event)
+    except (BridgeError, ValueError, KeyError, TypeError):  # ids are a courtesy, not a must
+        return {}
+    ids = dict(getattr(normalized, "object_ids", {}) or {})
+    customer = getattr(normalized, "psp_customer_id", None)
+    if customer:
+        ids.setdefault("customer", customer)
+    return ids
+
+
 def build_webhook(req: SendRequest) -> tuple[bytes, dict[str, str]]:
+    webhook = prepare_webhook(req)
+    return webhook.body, webhook.headers
+
+
+def prepare_webhook(req: SendRequest) -> Webhook:
+    check_event_type(req.psp, req.event_type)
     kind = connector_type(req.psp)
     prefix = next(
         (p for start, p in kind.object_prefixes.items() if req.event_type.startswith(start)),
@@ -74,13 +127,22 @@ def build_webhook(req: SendRequest) -> tuple[bytes, dict[str, str]]:
     except (ValueError, TypeError) as exc:
         raise BridgeError(str(exc)) from exc
     body = json.dumps(event).encode()
-    return body, kind.sign(body, req.secret)
+    return Webhook(
+        event_id=request.event_id,
+        body=body,
+        headers=kind.sign(body, req.secret) if req.secret else {},
+        object_ids=object_ids(req.psp, event),
+    )
 
 
 def send_webhook(req: SendRequest, timeout: float = 10.0) -> tuple[int, str]:
-    body, headers = build_webhook(req)
+    status, answer, _ = send_prepared(req.url, prepare_webhook(req), timeout)
+    return status, answer
+
+
+def send_prepared(url: str, webhook: Webhook, timeout: float = 10.0) -> tuple[int, str, Webhook]:
     try:
-        response = httpx.post(req.url, content=body, headers=headers, timeout=timeout)
+        response = httpx.post(url, content=webhook.body, headers=webhook.headers, timeout=timeout)
     except httpx.HTTPError as exc:
-        raise BridgeError(f"could not reach {req.url}: {exc}") from exc
-    return response.status_code, response.text
+        raise BridgeError(f"could not reach {url}: {exc}; is the bridge serving there?") from exc
+    return response.status_code, response.text, webhook

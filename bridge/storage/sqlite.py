@@ -41,6 +41,13 @@ def file_identity(path: str) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
+IMAGE_UID = 10001  # the Dockerfile's `bridge` user, which a bind-mounted /data must suit
+
+
+def _writable_file(path: str) -> bool:
+    return not os.path.exists(path) or os.access(path, os.W_OK)
+
+
 class SQLiteStore(StoreReads):
     """The embedded store. Safe to open from several processes (serve and the CLI)."""
 
@@ -52,6 +59,13 @@ class SQLiteStore(StoreReads):
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise StoreError(f"the database folder {directory} does not exist")
+        if not os.access(directory, os.W_OK) or not _writable_file(path):
+            uid = os.getuid()
+            image = "" if uid == IMAGE_UID else f"; the Docker image runs as uid {IMAGE_UID}"
+            raise StoreError(
+                f"the database {os.path.abspath(path)} is not writable by uid {uid}, the user "
+                f"the bridge runs as: give it the folder (sudo chown -R {uid} {directory}){image}"
+            )
         try:
             setup = connect(path)
             try:

@@ -85,6 +85,12 @@ class PaddleEvents:
                 return
             url, params = self._same_origin(str(pagination["next"])), None
 
+    def event(self, event_id: str) -> ListedEvent:
+        raise BackfillError(
+            f"Paddle's API lists events but fetches none by id ({event_id}); use --since, "
+            "or replay the notification from Paddle's dashboard"
+        )
+
     def _get(self, url: str, params: dict[str, Any] | None) -> str:
         attempt = 0
         while True:

@@ -38,6 +38,7 @@ from connectors.paddle.amounts import AMOUNT_BASES
 from connectors.paddle.events_api import PaddleEvents
 from connectors.paddle.payloads import currency_exponent
 from connectors.paddle.readers import PaddleReaders
+from connectors.subscriptions import Subscription
 
 PSP = "paddle"
 SIGNATURE_HEADER = "paddle-signature"
@@ -89,6 +90,12 @@ class PaddleConnector(PaddleReaders):
                 "Paddle has no connected accounts: backfill paddle takes no --account"
             )
         return PaddleEvents(api_key, api_base, version=api_version)
+
+    @staticmethod
+    def subscriptions(api_key: str, api_base: str | None, api_version: str) -> list[Subscription]:
+        from connectors.paddle.subscriptions import paddle_subscriptions
+
+        return paddle_subscriptions(api_key, api_base, api_version)
 
     # -- verification -------------------------------------------------------------
 

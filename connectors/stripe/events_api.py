@@ -99,6 +99,26 @@ class StripeEvents:
         start = raw.index("{") + 1
         return raw[:start] + f'"account": {json.dumps(self.account)}, ' + raw[start:]
 
+    def event(self, event_id: str) -> ListedEvent:
+        """`GET /v1/events/{id}`, its body as Stripe sent it."""
+        try:
+            found = self._events.retrieve(event_id)
+        except self._stripe.InvalidRequestError as exc:
+            raise BackfillError(
+                f"Stripe has no event {event_id!r}: {exc.user_message or exc}"
+            ) from exc
+        except self._stripe.AuthenticationError as exc:
+            raise BackfillError(
+                "Stripe refused the API key (check STRIPE_API_KEY or the connector's "
+                f"api_key): {exc.user_message or exc}"
+            ) from exc
+        except self._stripe.StripeError as exc:
+            raise BackfillError(f"fetching Stripe event {event_id} failed: {exc}") from exc
+        body = getattr(getattr(found, "last_response", None), "body", None)
+        if not isinstance(body, str):
+            raise BackfillError("the stripe library kept no raw body of the event")
+        return ListedEvent(str(found.id), str(found.type), float(found.created or 0), body.encode())
+
     def _page(self, params: Any) -> str:
         try:
             listed = self._events.list(params, self._options)

@@ -25,6 +25,7 @@ from connectors.stripe.amounts import AMOUNT_BASES, MISSING_BASIS_REASONS
 from connectors.stripe.events_api import StripeEvents
 from connectors.stripe.payloads import currency_exponent
 from connectors.stripe.readers import StripeReaders
+from connectors.subscriptions import Subscription
 
 PSP = "stripe"
 SIGNATURE_HEADER = "stripe-signature"
@@ -104,6 +105,12 @@ class StripeConnector(StripeReaders):
         api_key: str, api_base: str | None, api_version: str, account: str | None = None
     ) -> EventSource:
         return StripeEvents(api_key, api_base, account=account)
+
+    @staticmethod
+    def subscriptions(api_key: str, api_base: str | None, api_version: str) -> list[Subscription]:
+        from connectors.stripe.subscriptions import stripe_subscriptions
+
+        return stripe_subscriptions(api_key, api_base)
 
     # -- verification -------------------------------------------------------------
 

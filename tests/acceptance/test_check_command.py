@@ -27,18 +27,32 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 def test_check_prints_the_rules_table() -> None:
-    result = cli("check", "--config", str(EXAMPLE), env=EXAMPLE_ENV)
+    result = cli("check", "--config", str(EXAMPLE), "--wide", env=EXAMPLE_ENV)
     assert result.returncode == 0, result.stderr
     assert f"{EXAMPLE}: OK, 2 connector(s)" in result.stdout
-    header = next(line for line in result.stdout.splitlines() if line.startswith("connector"))
-    assert header.split() == ["connector", "rule", "on", "when", "does"]
-    row = next(line for line in result.stdout.splitlines() if "subscription-payment" in line)
-    assert row.split()[:2] == ["stripe", "subscription-payment"]
-    assert row.split()[2].startswith("invoice.paid")
+    lines = result.stdout.splitlines()
+    assert "stripe (stripe, mode any):" in lines and "paddle (paddle, mode any):" in lines
+    header = next(line for line in lines if line.startswith("rule "))
+    assert header.split() == ["rule", "on", "when", "does"]
+    at = next(n for n, line in enumerate(lines) if line.startswith("subscription-payment"))
+    row, below = lines[at].split(), lines[at + 1].split()
+    assert row[:3] == ["subscription-payment", "invoice.paid", "-"]
+    assert below[0] == "invoice.payment_succeeded"  # each event type on its own line
     # each rule's basis: the example credits what was paid, tax included
-    assert "credit paid" in row and "external_topup" in row
-    intent = next(line for line in result.stdout.splitlines() if "topup-payment-intent" in line)
+    assert "credit paid" in lines[at] and "external_topup" in lines[at + 1]
+    intent = next(line for line in lines if line.startswith("topup-payment-intent"))
     assert "credit paid" in intent
+
+
+def test_check_fits_100_columns_and_wide_shows_every_event_type_whole() -> None:
+    narrow = cli("check", "--config", str(EXAMPLE), env=EXAMPLE_ENV | {"COLUMNS": "100"})
+    assert narrow.returncode == 0, narrow.stderr
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 100
+    assert "…" in narrow.stdout  # checkout.session.async_payment_succeeded does not fit
+    wide = cli("check", "--config", str(EXAMPLE), "--wide", env=EXAMPLE_ENV | {"COLUMNS": "100"})
+    assert "…" not in wide.stdout
+    assert "checkout.session.async_payment_succeeded" in wide.stdout
+    assert max(len(line) for line in wide.stdout.splitlines()) > 100
 
 
 def test_check_names_file_line_and_key_on_a_typo(tmp_path: Path) -> None:

@@ -6,14 +6,17 @@ tests), so these tests also cover its entry point, argument parsing and exit cod
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from bridge.storage.records import EventStatus
-from tests.conftest import PADDLE_SECRET, STRIPE_SECRET, RunningBridge, Sandbox
+from tests.conftest import PADDLE_SECRET, STRIPE_SECRET, RunningBridge, Sandbox, config_text
 from tests.helpers.processes import bridge_command
 
 pytestmark = pytest.mark.slow  # subprocesses
@@ -56,10 +59,13 @@ def test_send_stripe_invoice_paid_is_credited(running: RunningBridge, sandbox: S
     )
     first = send(*args)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == '200 {"status":"accepted"}'
+    answer, ids, show = first.stdout.splitlines()
+    assert answer == '200 {"status":"accepted"}'
+    assert ids.startswith("event evt_send_stripe_1 (stripe invoice.paid): invoice in_send_stripe_1")
+    assert show == "see it: credyt-bridge events show evt_send_stripe_1"
     again = send(*args)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.strip() == '200 {"status":"duplicate"}'
+    assert again.stdout.splitlines()[0] == '200 {"status":"duplicate"}'
     running.settle()
 
     [record] = sandbox.state.adjustments
@@ -167,3 +173,54 @@ def test_help_shows_an_example() -> None:
     assert result.returncode == 0, result.stderr
     assert "Example:" in result.stdout
     assert "credyt-bridge send stripe invoice.paid --url" in result.stdout
+
+
+def test_help_and_a_typo_list_the_event_types_it_makes() -> None:
+    help_text = send("--help").stdout
+    events = help_text.split("Event types:")[1]
+    for event_type in ("invoice.paid", "refund.created", "charge.dispute.created"):
+        assert event_type in events
+    assert "transaction.completed" in events and "adjustment.updated" in events
+    typo = send("stripe", "invoice.payed", "--print")
+    assert typo.returncode == 1 and typo.stdout == ""
+    [line] = typo.stderr.splitlines()
+    assert line.startswith("Error: send makes no stripe event 'invoice.payed'; did you mean")
+    assert "invoice.paid" in line.split("did you mean")[1].split("?")[0]
+
+
+def test_print_shows_the_event_without_a_secret_or_a_bridge() -> None:
+    result = send(
+        *("stripe", "refund.created", "--print", "--payment", "pi_send_print"),
+        *("--event-id", "evt_send_print", "--amount", "7.50", "--currency", "eur"),
+    )
+    assert result.returncode == 0, result.stderr
+    event = json.loads(result.stdout)
+    assert event["id"] == "evt_send_print" and event["type"] == "refund.created"
+    refund = event["data"]["object"]
+    assert (refund["amount"], refund["currency"], refund["payment_intent"]) == (
+        750,
+        "eur",
+        "pi_send_print",
+    )
+
+
+def test_without_url_it_sends_to_the_config_s_connector(
+    make_bridge: Callable[..., RunningBridge], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    text = config_text(str(tmp_path / "bridge.db"), sandbox.url).replace(
+        "  stripe:\n    type: stripe", "  acme-stripe:\n    type: stripe"
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    running = make_bridge(config=text)
+    port = running.url.rsplit(":", 1)[1]
+    customer = sandbox.state.add_customer()
+    result = send(
+        *("stripe", "invoice.paid", "--config", str(config), "--port", port),
+        *("--customer", customer, "--event-id", "evt_send_default_url"),
+    )
+    assert result.returncode == 0, result.stderr
+    running.settle()
+    row = running.bridge.store.get_event("evt_send_default_url")
+    assert row is not None and row.connector == "acme-stripe"  # signed with its secret
+    assert sandbox.state.balance(customer, "USD") == Decimal("20.00")

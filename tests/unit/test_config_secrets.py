@@ -75,3 +75,20 @@ def test_an_admin_token_that_interpolates_to_empty_is_refused() -> None:
     [message] = errors({k: v for k, v in ENV.items() if k != "ADMIN_TOKEN"})
     assert message.startswith("bridge.yaml:5: server.admin_token:"), message
     assert "empty" in message
+
+
+def test_without_resolving_secrets_only_the_secret_keys_may_stay_unset() -> None:
+    """Read-only commands load this way: the secrets' variables may be missing, nothing else."""
+    config = parse_config(TEXT, "bridge.yaml", {}, resolve_secrets=False)
+    assert config.credyt.api_key == "${CREDYT_API_KEY}"  # as written, never a usable key
+    assert config.connectors["stripe"].secrets[1] == "${NEW}"
+    assert set(config.unresolved) == {
+        "bridge.yaml:3: credyt.api_key: environment variable CREDYT_API_KEY is not set",
+        "bridge.yaml:5: server.admin_token: is empty (remove the key to turn the admin API off)",
+        "bridge.yaml:9: connectors.stripe.secrets[0]: is empty (an unset variable with an empty "
+        "${VAR:-} default?)",
+        "bridge.yaml:9: connectors.stripe.secrets[1]: environment variable NEW is not set",
+    }
+    with pytest.raises(ConfigError, match="DB_PATH is not set"):
+        parse_config("database: ${DB_PATH}\n" + TEXT, "bridge.yaml", {}, resolve_secrets=False)
+    assert parse_config(TEXT, "bridge.yaml", ENV, resolve_secrets=False).unresolved == ()
