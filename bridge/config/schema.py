@@ -261,6 +261,7 @@ class Config:
             if ref in connector.accounts:
                 return connector.accounts[ref]
         return ref
+
     # Secret keys left unresolved by `load_config(resolve_secrets=False)`, as messages.
     unresolved: tuple[str, ...] = ()
 
