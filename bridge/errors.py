@@ -23,7 +23,9 @@ BridgeError                  also raised as such for a refused `send` input
 │   │                        out: a bad time, limit or option (the admin API: 400)
 │   └── NotFoundError        no stored event or adjustment has that id (admin API: 404)
 ├── BackfillError            a PSP's API could not be listed (key refused, unreachable,
-│                            an unexpected answer)
+│   │                        an unexpected answer)
+│   └── ReconcileError       reconcile could not list the PSP's objects or read
+│                            Credyt's transactions back; the run stops, nothing fixed
 └── SandboxError             the Credyt sandbox refused an operation; carries the HTTP
                              status and problem fields it answers with
 
@@ -129,6 +131,10 @@ class NotFoundError(OperationError):
 
 class BackfillError(BridgeError):
     """The PSP's API could not be listed (key refused, unreachable, unexpected answer)."""
+
+
+class ReconcileError(BackfillError):
+    """Reconcile could not list the PSP's objects or read Credyt's transactions back."""
 
 
 class SandboxError(BridgeError):

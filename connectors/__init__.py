@@ -13,7 +13,8 @@ A connector knows its PSP and nothing about Credyt or the store. An instance
 Its class (`ConnectorType`) holds what the rest of the bridge asks about the PSP: its
 name and title, currency exponents, default tolerance, the event types and `when:`
 conditions its rules may use, config warnings, how to sign and produce sample webhooks
-(`send`, the demo, the tests), and its event list for `backfill`.
+(`send`, the demo, the tests), its event list for `backfill` and its list of the
+objects that move money for `reconcile`.
 
 `REGISTRY` names every connector type; `connectors.base` is the skeleton they share.
 """
@@ -28,7 +29,7 @@ from bridge.errors import ConfigError
 from bridge.events import Envelope, Normalized
 
 if TYPE_CHECKING:
-    from connectors.listing import EventSource
+    from connectors.listing import EventSource, ObjectSource
 
 
 class Connector(Protocol):
@@ -108,6 +109,8 @@ class ConnectorType(Protocol):
     def sample(self, request: SampleRequest) -> dict[str, object]: ...
 
     def events_api(self, api_key: str, api_base: str | None, api_version: str) -> EventSource: ...
+
+    def objects_api(self, api_key: str, api_base: str | None, api_version: str) -> ObjectSource: ...
 
 
 def _stripe() -> ConnectorType:

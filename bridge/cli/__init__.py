@@ -11,6 +11,7 @@ import click
 from bridge.cli.adjustments import outbox, prune
 from bridge.cli.backfilling import backfill
 from bridge.cli.inbox import events, replay
+from bridge.cli.reconciling import reconcile
 from bridge.cli.running import check, demo, sandbox, serve
 from bridge.cli.sending import send
 
@@ -27,7 +28,19 @@ def cli() -> None:
     """
 
 
-for command in (serve, check, sandbox, demo, send, events, replay, outbox, prune, backfill):
+for command in (
+    serve,
+    check,
+    sandbox,
+    demo,
+    send,
+    events,
+    replay,
+    outbox,
+    prune,
+    backfill,
+    reconcile,
+):
     cli.add_command(command)
 
 

@@ -18,7 +18,7 @@ from bridge.storage.rows import OUTBOX_COLUMNS
 
 log = structlog.get_logger("bridge.storage.postgres")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MIGRATION_LOCK = 0x637265647974  # pg_advisory_xact_lock key: "credyt"
 
 _MIGRATION_V1 = (
@@ -138,6 +138,16 @@ _MIGRATION_V4: tuple[str | Callable[[psycopg.Connection[Any]], None], ...] = (
     _fill_v4,
 )
 
+# What each `credyt-bridge reconcile` run found (its report as JSON).
+_MIGRATION_V5 = (
+    """CREATE TABLE reconcile_runs (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        connector text NOT NULL,
+        finished_at double precision NOT NULL,
+        report text NOT NULL
+    )""",
+)
+
 # Each migration brings the schema from version N-1 to N (the same steps as the SQLite
 # store's); all run in one transaction. A step is SQL, or a function of the connection.
 MIGRATIONS: dict[int, tuple[str | Callable[[psycopg.Connection[Any]], None], ...]] = {
@@ -145,6 +155,7 @@ MIGRATIONS: dict[int, tuple[str | Callable[[psycopg.Connection[Any]], None], ...
     2: _MIGRATION_V2,
     3: _MIGRATION_V3,
     4: _MIGRATION_V4,
+    5: _MIGRATION_V5,
 }
 
 

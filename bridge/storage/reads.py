@@ -14,9 +14,17 @@ from typing import Any
 
 from bridge.storage import queries as statements
 from bridge.storage.queries import Statement
-from bridge.storage.records import EventFilter, InboxRow, OutboxRow, PaymentState
+from bridge.storage.records import (
+    Decided,
+    EventFilter,
+    InboxRow,
+    OutboxRow,
+    PaymentState,
+    ReconcileRun,
+)
 from bridge.storage.rows import (
     ATTEMPT_COLUMNS,
+    DECIDED_COLUMNS,
     INBOX_BODY,
     INBOX_COLUMNS,
     OUTBOX_COLUMNS,
@@ -73,6 +81,8 @@ class ReadSQL:
     count_events: str
     count_adjustments: str
     oldest_pending_adjustment: str
+    decided_page: str
+    last_reconcile_run: str
 
     @classmethod
     def build(cls, dialect: Dialect) -> ReadSQL:
@@ -113,6 +123,13 @@ class ReadSQL:
             count_adjustments="SELECT status, COUNT(*) FROM outbox GROUP BY status",
             oldest_pending_adjustment=(
                 "SELECT MIN(queued_at) FROM outbox WHERE status = 'pending'"
+            ),
+            decided_page=sql(
+                f"SELECT id, decided_at, {DECIDED_COLUMNS} FROM decided WHERE id > ?"
+                " AND connector = ? AND decided_at >= ? AND decided_at < ? ORDER BY id LIMIT ?"
+            ),
+            last_reconcile_run=(
+                "SELECT connector, finished_at, report FROM reconcile_runs ORDER BY id DESC LIMIT 1"
             ),
         )
 
@@ -224,3 +241,20 @@ class StoreReads:
     def oldest_pending_adjustment(self) -> float | None:
         rows = self._query(self._sql.oldest_pending_adjustment)
         return rows[0][0] if rows else None
+
+    # -- reconciling ---------------------------------------------------------------------
+
+    def decided_page(
+        self, connector: str, since: float, until: float, after_id: int, limit: int
+    ) -> list[tuple[int, Decided]]:
+        """Adjustments decided for `connector` in [since, until), by row id after
+        `after_id`, `limit` at a time (what `reconcile` checks for `unexpected`)."""
+        rows = self._query(self._sql.decided_page, (after_id, connector, since, until, limit))
+        return [(int(r[0]), decided_row(r[2:])) for r in rows]
+
+    def last_reconcile(self) -> ReconcileRun | None:
+        rows = self._query(self._sql.last_reconcile_run)
+        if not rows:
+            return None
+        connector, finished_at, report = rows[0]
+        return ReconcileRun(str(connector), float(finished_at), str(report))

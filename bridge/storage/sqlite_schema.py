@@ -18,7 +18,12 @@ from bridge.errors import StoreError
 from bridge.storage.decision_backfill import KNOWN_PAYMENT_IDS, fill_decisions
 from bridge.storage.rows import OUTBOX_COLUMNS
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+
+RECONCILE_RUNS_TABLE = (
+    "CREATE TABLE reconcile_runs (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " connector TEXT NOT NULL, finished_at REAL NOT NULL, report TEXT NOT NULL)"
+)
 
 
 def _migrate_v1(db: sqlite_utils.Database) -> None:
@@ -146,6 +151,12 @@ def _migrate_v4(db: sqlite_utils.Database) -> None:
         conn.execute(*statement)
 
 
+def _migrate_v5(db: sqlite_utils.Database) -> None:
+    # What each `credyt-bridge reconcile` run found (its report as JSON): the admin API
+    # and the metrics show the last one.
+    db.conn.execute(RECONCILE_RUNS_TABLE)
+
+
 def _autoincrement(conn: sqlite3.Connection, table: str) -> None:
     (create,) = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
@@ -180,6 +191,7 @@ MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     2: _migrate_v2,
     3: _migrate_v3,
     4: _migrate_v4,
+    5: _migrate_v5,
 }
 
 

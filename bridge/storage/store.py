@@ -13,12 +13,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from bridge.events import Envelope
 from bridge.storage.records import (
+    Decided,
     DeliveryOutcome,
     EventFilter,
     InboxRow,
     OutboxRow,
     PaymentState,
     ProcessingResult,
+    ReconcileRun,
 )
 
 # Due times are wall-clock times, so a clock stepped back (NTP, a VM restored, a manual
@@ -65,6 +67,14 @@ class Store(Protocol):
     async def retry_adjustments(self, ids: Sequence[int] = (), *, dead: bool = False) -> int: ...
     async def reset_events(self, ids: Sequence[int]) -> int: ...
     async def prune_finished(self, before: float) -> dict[str, int]: ...
+
+    # reconciling
+    def decided_page(
+        self, connector: str, since: float, until: float, after_id: int, limit: int
+    ) -> list[tuple[int, Decided]]: ...
+    async def resend_adjustments(self, ids: Sequence[int]) -> int: ...
+    async def record_reconcile(self, connector: str, finished_at: float, report: str) -> None: ...
+    def last_reconcile(self) -> ReconcileRun | None: ...
 
     def close(self) -> None: ...
 
