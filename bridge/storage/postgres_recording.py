@@ -117,9 +117,7 @@ class PostgresReconcileWrites:
     async def resend_adjustments(self, ids: Sequence[int]) -> int:
         """Queue delivered adjustments again, due now (Credyt lost them)."""
         now = time.time()
-        sql = for_psycopg((statements.RESEND_DELIVERED, ()))[0].replace(
-            "id = %s", "id = ANY(%s)"
-        )
+        sql = for_psycopg((statements.RESEND_DELIVERED, ()))[0].replace("id = %s", "id = ANY(%s)")
 
         async def resend(conn: AsyncConn) -> int:
             cursor = await conn.execute(sql, (now, now, now, [int(i) for i in ids]))

@@ -129,7 +129,8 @@ class ReadSQL:
                 " AND connector = ? AND decided_at >= ? AND decided_at < ? ORDER BY id LIMIT ?"
             ),
             last_reconcile_run=(
-                "SELECT connector, finished_at, report FROM reconcile_runs ORDER BY id DESC LIMIT 1"
+                "SELECT connector, finished_at, report FROM reconcile_runs WHERE id IN"
+                " (SELECT MAX(id) FROM reconcile_runs GROUP BY connector) ORDER BY connector"
             ),
         )
 
@@ -252,9 +253,7 @@ class StoreReads:
         rows = self._query(self._sql.decided_page, (after_id, connector, since, until, limit))
         return [(int(r[0]), decided_row(r[2:])) for r in rows]
 
-    def last_reconcile(self) -> ReconcileRun | None:
+    def last_reconciles(self) -> list[ReconcileRun]:
+        """The last reconcile run of each connector, by connector name."""
         rows = self._query(self._sql.last_reconcile_run)
-        if not rows:
-            return None
-        connector, finished_at, report = rows[0]
-        return ReconcileRun(str(connector), float(finished_at), str(report))
+        return [ReconcileRun(str(c), float(at), str(report)) for c, at, report in rows]
