@@ -9,10 +9,11 @@ library pointed at the stand-in through the connector's `api_base`.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -241,3 +242,65 @@ def test_reconcile_errors_are_one_line(
         assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
         last = proc.stderr.strip().splitlines()[-1]
         assert last.startswith("Error: ") and words in last, proc.stderr
+
+
+def test_paddle_transactions_and_adjustments_reconcile(
+    make_bridge: Callable[..., RunningBridge],
+    sandbox: Sandbox,
+    tmp_path: Path,
+    psp_api: tuple[PspApi, str],
+) -> None:
+    from connectors import paddle
+    from tests.conftest import config_text
+    from tests.helpers.psp_api import PADDLE_KEY
+
+    api, api_url = psp_api
+    text = config_text(str(tmp_path / "bridge.db"), sandbox.url).replace(
+        "    type: paddle\n", f"    type: paddle\n    api_base: {api_url}\n", 1
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    running = make_bridge(config=text)
+    customer = sandbox.state.add_customer()
+    created = int(time.time()) - 3600
+    transactions = [
+        paddle.sample_event(
+            "transaction.completed",
+            event_id=f"evt_01rc{n:04d}",
+            object_id=f"txn_rc_{n}",
+            customer=customer,
+            amount_minor=2000 + n,
+            created=created + n,
+        )
+        for n in range(4)
+    ]
+    refund = paddle.sample_event(
+        "adjustment.updated",
+        event_id="evt_01rc9999",
+        object_id="adj_rc_1",
+        transaction_id="txn_rc_0",
+        amount_minor=1000,
+        created=created + 60,
+    )
+    api.set_paddle_objects("transactions", [cast(dict[str, Any], e["data"]) for e in transactions])
+    api.set_paddle_objects("adjustments", [cast(dict[str, Any], refund["data"])])
+    for event in transactions[:3]:  # the last transaction's webhook never came
+        assert running.send_paddle(event).status_code == 200
+    running.settle()
+    assert running.send_paddle(refund).status_code == 200
+    running.settle()
+
+    env = {"PADDLE_API_KEY": PADDLE_KEY}
+    args = ("reconcile", "paddle", "--since", "1d", "--rate", "0", "--json")
+    first = run_cli(config, *args, ok=False, env=env)
+    assert first.returncode == 1, first.stderr
+    [report] = json.loads(first.stdout)["reports"]
+    assert report["counts"]["ok"] == 4 and report["listed"] == 5
+    assert [(r["status"], r["object_id"]) for r in report["rows"]] == [("missing", "txn_rc_3")]
+    assert any("/transactions?" in q and "status=completed" in q for q in api.queries)
+
+    assert run_cli(config, *args, "--fix", ok=False, env=env).returncode == 1
+    running.settle()
+    assert run_cli(config, *args, env=env).returncode == 0
+    paid = sum((Decimal(2000 + n) for n in range(4)), Decimal(0)) / 100 - Decimal("10.00")
+    assert sandbox.state.balance(customer, "USD") == paid
