@@ -22,7 +22,7 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from decimal import Decimal
 
 import structlog
@@ -56,6 +56,7 @@ log = structlog.get_logger("bridge.reconcile")
 # `unexpected` one. Not reported themselves (they belong to the previous window).
 EDGE = 3600.0
 DECIDED_PAGE = 500
+DETAIL_KEEP = 160  # characters of Credyt's answer a row quotes (events show has it all)
 STORED_ROWS = 200  # rows kept with a run's record (the admin API); counts cover every row
 
 
@@ -94,17 +95,26 @@ class SeenIds:
 class ReadBacks:
     """Credyt's transactions read back, at most `rate` a second (0: no bound)."""
 
-    def __init__(self, client: CredytClient, rate: float, report: ReconcileReport) -> None:
+    def __init__(
+        self,
+        client: CredytClient,
+        rate: float,
+        report: ReconcileReport,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._client, self._report = client, report
         self._gap = 1.0 / rate if rate > 0 else 0.0
         self._next = 0.0
+        self._clock, self._sleep = clock, sleep
 
     async def get(self, customer_id: str, tx: str) -> tuple[Decimal, str] | None:
         if self._gap:
-            wait = self._next - time.monotonic()
+            wait = self._next - self._clock()
             if wait > 0:
-                await asyncio.sleep(wait)
-            self._next = max(self._next, time.monotonic()) + self._gap
+                await self._sleep(wait)
+            self._next = max(self._next, self._clock()) + self._gap
         self._report.read_backs += 1
         try:
             found = await self._client.get_transaction(customer_id, tx)
@@ -241,7 +251,7 @@ class Reconciler:
             finding.outbox_id = outbox.id
             if outbox.status is not AdjustmentStatus.DELIVERED:
                 finding.status = NOT_DELIVERED
-                why = outbox.last_error or "not tried yet"
+                why = (outbox.last_error or "not tried yet")[:DETAIL_KEEP]
                 finding.detail = (
                     f"{outbox.status.value} in the outbox after {outbox.attempts} attempt(s): {why}"
                 )

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from bridge.money import format_amount
-
 # Every status a payment can be reported with, in the order the summary lists them.
 OK = "ok"  # the PSP's payment, the bridge's adjustment and Credyt's transaction agree
 MISSING = "missing"  # no adjustment was ever decided for it: no event reached the bridge
@@ -26,6 +24,11 @@ UNEXPECTED = "unexpected"  # an adjustment the bridge decided; the PSP shows no 
 STATUSES = (OK, MISSING, NOT_DELIVERED, ABSENT, AMOUNT_DIFFERS, ASSET_DIFFERS, UNEXPECTED)
 # What `--fix` repairs; the rest needs a human.
 FIXABLE = frozenset({MISSING, NOT_DELIVERED, ABSENT})
+
+
+def money(amount: Decimal) -> str:
+    """An amount as the PSP's currency writes it: fixed point, its decimal places kept."""
+    return f"{amount:f}"
 
 
 @dataclass
@@ -54,7 +57,7 @@ class Finding:
             "object_id": self.object_id,
             "payment_key": self.payment_key,
             "currency": self.currency,
-            "amount": format_amount(self.amount),
+            "amount": money(self.amount),
             "transaction_id": self.transaction_id,
             "customer_id": self.customer_id,
             "outbox_id": self.outbox_id,
@@ -102,36 +105,41 @@ class ReconcileReport:
             "ok": self.all_ok,
             "counts": dict(self.counts),
             "totals": {
-                status: {cur: format_amount(v) for cur, v in sorted(by_currency.items())}
+                status: {cur: money(v) for cur, v in sorted(by_currency.items())}
                 for status, by_currency in self.totals.items()
                 if by_currency
             },
             "fixed": dict(self.fixed),
-            "rows": [row.as_dict() for row in self.rows[:rows]],
+            "rows": [row.as_dict() for row in self.sorted_rows()[:rows]],
             "rows_total": len(self.rows),
         }
 
     def to_json(self, rows: int | None = None) -> str:
         return json.dumps(self.as_dict(rows), sort_keys=True)
 
+    def sorted_rows(self) -> list[Finding]:
+        """The rows by status (in STATUSES' order), then by PSP object."""
+        return sorted(self.rows, key=lambda r: (STATUSES.index(r.status), r.object_id))
+
     def lines(self) -> list[str]:
         """The summary per status with totals per currency, then the rows."""
         out = [
-            f"{self.connector}: {self.listed} PSP object(s) listed, "
-            f"{sum(self.counts.values())} checked, {self.skipped} no rule acts on"
+            f"{self.connector}: {self.listed} PSP object(s) listed, {self.skipped} of them no "
+            f"rule acts on; {sum(self.counts.values())} payment(s), refund(s) and dispute(s) "
+            "checked"
         ]
         for status in STATUSES:
             totals = ", ".join(
-                f"{format_amount(v)} {cur}" for cur, v in sorted(self.totals[status].items())
+                f"{money(v)} {cur}" for cur, v in sorted(self.totals[status].items())
             )
             out.append(
                 f"  {status:<17} {self.counts[status]:>7}" + (f"  {totals}" if totals else "")
             )
-        for row in self.rows:
+        for row in self.sorted_rows():
             ids = f" transaction {row.transaction_id}" if row.transaction_id else ""
             fixed = f" -> {row.fixed}" if row.fixed else ""
             out.append(
-                f"{row.status}: {row.kind} {row.object_id} {format_amount(row.amount)} "
+                f"{row.status}: {row.kind} {row.object_id} {money(row.amount)} "
                 f"{row.currency}{ids}: {row.detail}{fixed}"
             )
         return out
