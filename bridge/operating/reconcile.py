@@ -30,7 +30,13 @@ import structlog
 from bridge.config.schema import Config, ConnectorConfig, Rule
 from bridge.credyt.assets import AssetPrecisions, quantize
 from bridge.credyt.client import CredytClient
-from bridge.errors import BridgeError, CredytError, EventError, ReconcileError
+from bridge.errors import (
+    BridgeError,
+    CredytError,
+    CredytUnavailableError,
+    EventError,
+    ReconcileError,
+)
 from bridge.events import Kind, PaymentEvent
 from bridge.operating.reconcile_report import (
     ABSENT,
@@ -56,6 +62,10 @@ log = structlog.get_logger("bridge.reconcile")
 # `unexpected` one. Not reported themselves (they belong to the previous window).
 EDGE = 3600.0
 DECIDED_PAGE = 500
+# A read-back Credyt answers 429 or 5xx (or not at all) is tried again this many times,
+# after its Retry-After or 1, 2, 4 s (at most READ_BACK_MAX_WAIT); then the run stops.
+READ_BACK_RETRIES = 3
+READ_BACK_MAX_WAIT = 60.0
 DETAIL_KEEP = 160  # characters of Credyt's answer a row quotes (events show has it all)
 STORED_ROWS = 200  # rows kept with a run's record (the admin API); counts cover every row
 
@@ -116,13 +126,23 @@ class ReadBacks:
                 await self._sleep(wait)
             self._next = max(self._next, self._clock()) + self._gap
         self._report.read_backs += 1
-        try:
-            found = await self._client.get_transaction(customer_id, tx)
-        except CredytError as exc:
-            raise ReconcileError(
-                f"reading transaction {tx} back from Credyt failed: {exc}"
-            ) from exc
-        return None if found is None else (found.amount, found.asset)
+        for attempt in range(READ_BACK_RETRIES + 1):
+            try:
+                found = await self._client.get_transaction(customer_id, tx)
+                return None if found is None else (found.amount, found.asset)
+            except CredytUnavailableError as exc:  # 429, 5xx, network: a few times more
+                if attempt == READ_BACK_RETRIES:
+                    raise ReconcileError(
+                        f"reading transaction {tx} back from Credyt failed "
+                        f"{READ_BACK_RETRIES + 1} times: {exc}"
+                    ) from exc
+                wait = exc.retry_after if exc.retry_after is not None else 2.0**attempt
+                await self._sleep(min(max(wait, 0.0), READ_BACK_MAX_WAIT))
+            except CredytError as exc:
+                raise ReconcileError(
+                    f"reading transaction {tx} back from Credyt failed: {exc}"
+                ) from exc
+        raise AssertionError("unreachable")
 
 
 class Reconciler:

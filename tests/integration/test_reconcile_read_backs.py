@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bridge.credyt.client import CredytClient
+from bridge.errors import ReconcileError
 from bridge.operating.reconcile import ReadBacks
 from bridge.operating.reconcile_report import ReconcileReport
 from tests.conftest import API_KEY, Sandbox
@@ -54,3 +57,21 @@ def test_read_backs_are_spaced_to_the_rate(sandbox: Sandbox) -> None:
 def test_rate_zero_reads_without_waiting(sandbox: Sandbox) -> None:
     clock, report = read_many(sandbox, rate=0, count=5)
     assert clock.waits == [] and report.read_backs == 5
+
+
+def test_a_failing_read_back_is_tried_again_then_stops_the_run(sandbox: Sandbox) -> None:
+    sandbox.state.inject(fail_next=2, fail_status=503, only="wallet")
+    clock, report = read_many(sandbox, rate=0, count=1)
+    assert clock.waits == [1.0, 2.0] and sandbox.state.request_count == 3
+
+    sandbox.state.inject(fail_next=10, fail_status=503, only="wallet")
+    with pytest.raises(ReconcileError, match="failed 4 times"):
+        read_many(sandbox, rate=0, count=1)
+
+
+def test_a_refused_read_back_stops_the_run_at_once(sandbox: Sandbox) -> None:
+    sandbox.state.inject(fail_next=1, fail_status=400, only="wallet")
+    before = sandbox.state.request_count
+    with pytest.raises(ReconcileError, match="answered 400"):
+        read_many(sandbox, rate=0, count=1)
+    assert sandbox.state.request_count == before + 1
