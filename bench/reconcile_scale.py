@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import sqlite3
 import subprocess
 import sys
@@ -77,6 +76,19 @@ async def seed(config_path: Path, world: StripeWorld, sandbox: SandboxState) -> 
         )
 
 
+def high_water_kb(pid: int) -> int:
+    """The process's peak resident set (VmHWM, kB), or 0 once it is gone. Not
+    getrusage: a child's ru_maxrss counts the parent's pages it was forked with."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
 def run_once(payments: int) -> dict[str, float]:
     sandbox = SandboxState()
     api = PspApi(page_size=100, record_queries=False)
@@ -96,17 +108,22 @@ def run_once(payments: int) -> dict[str, float]:
         start = [sys.executable, runner] if runner else [sys.executable, "-m", "bridge"]
         command = [*start, "reconcile", "stripe", "--since", "1d"]
         started = time.monotonic()
-        with subprocess.Popen(
-            [*command, "--rate", "0", "--json"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=None if runner else subprocess.DEVNULL,
-            cwd=folder,
-        ) as proc:
-            out, _ = proc.communicate(timeout=3600)
-            _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
-        took = time.monotonic() - started
-        peak = usage.ru_maxrss if usage else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        with tempfile.TemporaryFile() as out_file:
+            proc = subprocess.Popen(
+                [*command, "--rate", "0", "--json"],
+                env=env,
+                stdout=out_file,
+                stderr=None if runner else subprocess.DEVNULL,
+                cwd=folder,
+            )
+            peak_kb = 0
+            while proc.poll() is None:  # VmHWM: the child's own peak (its mm since exec)
+                peak_kb = max(peak_kb, high_water_kb(proc.pid))
+                time.sleep(0.2)
+            took = time.monotonic() - started
+            out_file.seek(0)
+            out = out_file.read()
+        peak = peak_kb
         [report] = json.loads(out)["reports"]
         assert report["counts"]["ok"] == payments, (report["counts"], report["rows"][:2])
         return {
