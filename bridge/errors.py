@@ -25,7 +25,9 @@ BridgeError                  also raised as such for a refused `send` input
 │   │                        out: a bad time, limit or option (the admin API: 400)
 │   └── NotFoundError        no stored event or adjustment has that id (admin API: 404)
 ├── BackfillError            a PSP's API could not be listed (key refused, unreachable,
-│                            an unexpected answer)
+│   │                        an unexpected answer)
+│   └── ReconcileError       reconcile could not list the PSP's objects or read
+│                            Credyt's transactions back; the run stops, nothing fixed
 ├── SubscriptionCheckError   `check --online` could not read where the PSP sends webhooks,
 │                            or found rule event types it does not send
 └── SandboxError             the Credyt sandbox refused an operation; carries the HTTP
@@ -142,6 +144,10 @@ class BackfillError(BridgeError):
 
 class SubscriptionCheckError(BridgeError):
     """The PSP's webhook subscriptions could not be read, or miss a type the rules use."""
+
+
+class ReconcileError(BackfillError):
+    """Reconcile could not list the PSP's objects or read Credyt's transactions back."""
 
 
 class SandboxError(BridgeError):

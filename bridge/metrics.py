@@ -104,6 +104,20 @@ class Metrics:
             ["target", "condition"],
             registry=r,
         )
+        self.reconcile_last_run = Gauge(
+            "bridge_reconcile_last_run_timestamp_seconds",
+            "When the last `credyt-bridge reconcile` run of each connector finished (Unix time).",
+            ["connector"],
+            registry=r,
+        )
+        self.reconcile_payments = Gauge(
+            "bridge_reconcile_payments",
+            "Payments, refunds and disputes the last reconcile run of each connector found, by "
+            "status (ok, missing, not delivered, absent in Credyt, amount differs, asset "
+            "differs, unexpected).",
+            ["connector", "status"],
+            registry=r,
+        )
         self.receive_to_stored = Histogram(
             "bridge_receive_to_stored_seconds",
             "From a webhook's arrival to its durable storage.",

@@ -12,6 +12,7 @@ precisions and retries, so a replay decides as the running bridge would).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -209,6 +210,11 @@ class Bridge:
             self.metrics.outbox_depth.labels(adjustment_status.value).set(number)
         oldest = self.store.oldest_pending_adjustment()
         self.metrics.oldest_pending.set(0 if oldest is None else max(0.0, time.time() - oldest))
+        for run in self.store.last_reconciles():
+            self.metrics.reconcile_last_run.labels(run.connector).set(run.finished_at)
+            found: dict[str, int] = json.loads(run.report).get("counts") or {}
+            for status, number in found.items():
+                self.metrics.reconcile_payments.labels(run.connector, status).set(number)
 
     @asynccontextmanager
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:

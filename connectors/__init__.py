@@ -13,8 +13,9 @@ A connector knows its PSP and nothing about Credyt or the store. An instance
 Its class (`ConnectorType`) holds what the rest of the bridge asks about the PSP: its
 name and title, currency exponents, default tolerance, the event types and `when:`
 conditions its rules may use, which amount bases each payment event carries, config
-warnings, how to sign and produce sample webhooks (`send`, the demo, the tests), and its
-event list for `backfill`.
+warnings, how to sign and produce sample webhooks (`send`, the demo, the tests), its
+event list for `backfill`, where it sends webhooks (`check --online`) and its list of
+the objects that move money for `reconcile`.
 
 `REGISTRY` names every connector type; `connectors.base` is the skeleton they share.
 """
@@ -29,7 +30,7 @@ from bridge.errors import ConfigError
 from bridge.events import Envelope, Normalized
 
 if TYPE_CHECKING:
-    from connectors.listing import EventSource
+    from connectors.listing import EventSource, ObjectSource
     from connectors.subscriptions import Subscription
 
 
@@ -124,6 +125,8 @@ class ConnectorType(Protocol):
     def subscriptions(  # where the PSP sends webhooks (`check --online`)
         self, api_key: str, api_base: str | None, api_version: str
     ) -> list[Subscription]: ...
+
+    def objects_api(self, api_key: str, api_base: str | None, api_version: str) -> ObjectSource: ...
 
 
 def _stripe() -> ConnectorType:

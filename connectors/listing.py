@@ -107,3 +107,33 @@ def raw_list(
             raise BackfillError(f"{psp} listed an event without a type")
         out.append((item, raw))
     return parsed, out
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    """One PSP object that moves money (reconcile), wrapped as the event that would have
+    carried it: `body` is that event's JSON, holding the object exactly as listed, so the
+    connector's readers derive the same payment keys as from the live webhook.
+    `event_id` is `reconcile_<object id>` (Stripe: `evt_reconcile_...`): no PSP event
+    has it, and `--fix` stores the body under it."""
+
+    object_id: str
+    event_id: str
+    event_type: str
+    created: float
+    body: bytes
+
+
+class ObjectSource(Protocol):
+    @property
+    def psp(self) -> str: ...
+
+    @property
+    def listable_types(self) -> frozenset[str]: ...  # the event types its lists stand for
+
+    def objects(self, since: float, until: float, types: Sequence[str]) -> Iterator[ListedObject]:
+        """The objects created in [since, until) that events of `types` carry, lazily,
+        page by page."""
+        ...
+
+    def close(self) -> None: ...

@@ -12,6 +12,7 @@ from bridge.cli.adjustments import outbox, prune
 from bridge.cli.alerting import alerts
 from bridge.cli.backfilling import backfill
 from bridge.cli.inbox import events, replay
+from bridge.cli.reconciling import reconcile
 from bridge.cli.running import check, demo, sandbox, serve
 from bridge.cli.sending import send
 
@@ -40,6 +41,7 @@ for command in (
     prune,
     backfill,
     alerts,
+    reconcile,
 ):
     cli.add_command(command)
 

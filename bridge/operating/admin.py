@@ -14,6 +14,7 @@ time); anything else is 401. Each endpoint calls the same function as the CLI:
     POST /admin/adjustments/retry       {"ids": [...]} or {"dead": true}
     POST /admin/adjustments/{ref}/approve  {"note": "..."}: send a held adjustment
     POST /admin/adjustments/{ref}/reject   {"note": "..."}: never send it
+    GET  /admin/reconcile               the last `reconcile` run of each connector
 
 Replays run in the serving process, so their new adjustments are delivered at once.
 """
@@ -21,6 +22,7 @@ Replays run in the serving process, so their new adjustments are delivered at on
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -145,8 +147,16 @@ def admin_routes(
 
         return endpoint
 
+    async def last_reconcile(request: Request) -> Response:
+        runs = [
+            {"connector": r.connector, "finished_at": r.finished_at, "report": json.loads(r.report)}
+            for r in store.last_reconciles()
+        ]
+        return JSONResponse({"runs": runs})
+
     return [
         Route("/admin/events", guarded(list_events), methods=["GET"]),
+        Route("/admin/reconcile", guarded(last_reconcile), methods=["GET"]),
         Route("/admin/events/{ref}", guarded(show_event), methods=["GET"]),
         Route("/admin/events/{ref}/replay", guarded(replay_one), methods=["POST"]),
         Route("/admin/replay", guarded(replay_many), methods=["POST"]),

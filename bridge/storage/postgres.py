@@ -59,7 +59,12 @@ from bridge.storage.postgres_pools import (
     read,
     reason,
 )
-from bridge.storage.postgres_recording import decide_held, record_delivery, record_processing
+from bridge.storage.postgres_recording import (
+    PostgresReconcileWrites,
+    decide_held,
+    record_delivery,
+    record_processing,
+)
 from bridge.storage.postgres_schema import SCHEMA_VERSION, migrate
 from bridge.storage.queries import for_psycopg
 from bridge.storage.reads import POSTGRES, POSTGRES_READS, StoreReads
@@ -86,7 +91,7 @@ ACCEPT = (
 )
 
 
-class PostgresStore(StoreReads):
+class PostgresStore(PostgresReconcileWrites, StoreReads):
     """The Store protocol on PostgreSQL, plus `claim_events` and `subscribe` for replicas
     and `linked_payment_keys` (PaymentLinks), like the SQLite store."""
 

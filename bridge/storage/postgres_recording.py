@@ -5,7 +5,8 @@ outcome. The statements are the shared ones (`bridge.storage.queries`)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from bridge.errors import DecisionConflictError
 from bridge.storage import queries as statements
@@ -14,6 +15,8 @@ from bridge.storage.postgres_pools import AsyncConn
 from bridge.storage.queries import for_psycopg
 from bridge.storage.records import DeliveryOutcome, PaymentState, ProcessingResult
 from bridge.storage.rows import decided_row
+
+T = TypeVar("T")
 
 LOCK_SPACE = 0x6372  # the first key of the payment advisory (transaction) locks
 
@@ -116,3 +119,31 @@ async def decide_held(conn: AsyncConn, outbox_id: int, approve: bool, note: str)
     if approve:
         await notify(conn, ADJUSTMENTS_CHANNEL)
     return True
+
+
+class PostgresReconcileWrites:
+    """`reconcile`'s writes: a delivered adjustment sent again, a run's report kept."""
+
+    async def _write(self, fn: Callable[[AsyncConn], Awaitable[T]]) -> T:
+        raise NotImplementedError
+
+    async def resend_adjustments(self, ids: Sequence[int]) -> int:
+        """Queue delivered adjustments again, due now (Credyt lost them)."""
+        now = time.time()
+        sql = for_psycopg((statements.RESEND_DELIVERED, ()))[0].replace("id = %s", "id = ANY(%s)")
+
+        async def resend(conn: AsyncConn) -> int:
+            cursor = await conn.execute(sql, (now, now, now, [int(i) for i in ids]))
+            if cursor.rowcount:
+                await notify(conn, ADJUSTMENTS_CHANNEL)
+            return max(cursor.rowcount, 0)
+
+        return await self._write(resend)
+
+    async def record_reconcile(self, connector: str, finished_at: float, report: str) -> None:
+        async def insert(conn: AsyncConn) -> None:
+            await conn.execute(
+                *for_psycopg((statements.INSERT_RECONCILE_RUN, (connector, finished_at, report)))
+            )
+
+        await self._write(insert)

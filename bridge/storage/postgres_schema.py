@@ -19,7 +19,7 @@ from bridge.storage.rows import OUTBOX_COLUMNS
 
 log = structlog.get_logger("bridge.storage.postgres")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 MIGRATION_LOCK = 0x637265647974  # pg_advisory_xact_lock key: "credyt"
 
 _MIGRATION_V1 = (
@@ -141,6 +141,15 @@ _MIGRATION_V4: tuple[str | Callable[[psycopg.Connection[Any]], None], ...] = (
 
 # Alerts noticed and the messages that carry them to each target (see bridge.alerting).
 _MIGRATION_V5 = ALERT_TABLES_POSTGRES
+# What each `credyt-bridge reconcile` run found (its report as JSON).
+_MIGRATION_V6 = (
+    """CREATE TABLE reconcile_runs (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        connector text NOT NULL,
+        finished_at double precision NOT NULL,
+        report text NOT NULL
+    )""",
+)
 
 # Each migration brings the schema from version N-1 to N (the same steps as the SQLite
 # store's); all run in one transaction. A step is SQL, or a function of the connection.
@@ -150,6 +159,7 @@ MIGRATIONS: dict[int, tuple[str | Callable[[psycopg.Connection[Any]], None], ...
     3: _MIGRATION_V3,
     4: _MIGRATION_V4,
     5: _MIGRATION_V5,
+    6: _MIGRATION_V6,
 }
 
 

@@ -66,6 +66,14 @@ REQUEUE_ADJUSTMENTS = (
     " queued_at = ?, lease_until = NULL, updated_at = ?"
 )
 
+# `reconcile --fix`: a delivered adjustment Credyt does not know is sent again, under
+# its own transaction id (Credyt's idempotency makes a second arrival a 409, not a credit).
+RESEND_DELIVERED = REQUEUE_ADJUSTMENTS + " WHERE id = ? AND status = 'delivered'"
+
+INSERT_RECONCILE_RUN = (
+    "INSERT INTO reconcile_runs (connector, finished_at, report) VALUES (?, ?, ?)"
+)
+
 
 def insert_adjustment(adj: NewAdjustment, result: ProcessingResult, now: float) -> Statement:
     """A new outbox row; an existing transaction_id keeps its first body, and one already

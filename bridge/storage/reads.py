@@ -15,9 +15,17 @@ from typing import Any
 
 from bridge.storage import queries as statements
 from bridge.storage.queries import CREDITED_SINCE, Statement
-from bridge.storage.records import EventFilter, InboxRow, OutboxRow, PaymentState
+from bridge.storage.records import (
+    Decided,
+    EventFilter,
+    InboxRow,
+    OutboxRow,
+    PaymentState,
+    ReconcileRun,
+)
 from bridge.storage.rows import (
     ATTEMPT_COLUMNS,
+    DECIDED_COLUMNS,
     INBOX_BODY,
     INBOX_COLUMNS,
     OUTBOX_COLUMNS,
@@ -77,6 +85,8 @@ class ReadSQL:
     oldest_pending_adjustment: str
     webhooks_per_bucket: str  # (since, bucket seconds, since)
     attempts_per_bucket: str  # (since, bucket seconds, since)
+    decided_page: str
+    last_reconcile_run: str
 
     @classmethod
     def build(cls, dialect: Dialect) -> ReadSQL:
@@ -135,6 +145,14 @@ class ReadSQL:
                 f"SELECT {bucket.format(column='started_at')}, COUNT(*) FROM attempts"
                 f" WHERE id > (SELECT COALESCE(MAX(id), 0) - {ACTIVITY_ATTEMPTS} FROM attempts)"
                 " AND started_at >= ? GROUP BY 1"
+            ),
+            decided_page=sql(
+                f"SELECT id, decided_at, {DECIDED_COLUMNS} FROM decided WHERE id > ?"
+                " AND connector = ? AND decided_at >= ? AND decided_at < ? ORDER BY id LIMIT ?"
+            ),
+            last_reconcile_run=(
+                "SELECT connector, finished_at, report FROM reconcile_runs WHERE id IN"
+                " (SELECT MAX(id) FROM reconcile_runs GROUP BY connector) ORDER BY connector"
             ),
         )
 
@@ -266,3 +284,18 @@ class StoreReads:
                     counts[int(index)] += int(number)
             result[name] = counts
         return result
+
+    # -- reconciling ---------------------------------------------------------------------
+
+    def decided_page(
+        self, connector: str, since: float, until: float, after_id: int, limit: int
+    ) -> list[tuple[int, Decided]]:
+        """Adjustments decided for `connector` in [since, until), by row id after
+        `after_id`, `limit` at a time (what `reconcile` checks for `unexpected`)."""
+        rows = self._query(self._sql.decided_page, (after_id, connector, since, until, limit))
+        return [(int(r[0]), decided_row(r[2:])) for r in rows]
+
+    def last_reconciles(self) -> list[ReconcileRun]:
+        """The last reconcile run of each connector, by connector name."""
+        rows = self._query(self._sql.last_reconcile_run)
+        return [ReconcileRun(str(c), float(at), str(report)) for c, at, report in rows]

@@ -171,6 +171,16 @@ class DeliveryOutcome:
 
 
 @dataclass(frozen=True)
+class ReconcileRun:
+    """The last `credyt-bridge reconcile` run: its connector, when it ended, its report
+    (JSON, as `reconcile --json` prints it)."""
+
+    connector: str
+    finished_at: float
+    report: str
+
+
+@dataclass(frozen=True)
 class EventFilter:
     status: str | None = None
     connector: str | None = None

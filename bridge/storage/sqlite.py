@@ -218,6 +218,22 @@ class SQLiteStore(StoreReads):
 
         return await self.writer.run(decide)
 
+    async def resend_adjustments(self, ids: Sequence[int]) -> int:
+        """Queue delivered adjustments again, due now (Credyt lost them)."""
+        now = time.time()
+
+        def resend(conn: sqlite3.Connection) -> int:
+            sql = statements.RESEND_DELIVERED
+            return sum(conn.execute(sql, (now, now, now, i)).rowcount for i in ids)
+
+        return await self.writer.run(resend)
+
+    async def record_reconcile(self, connector: str, finished_at: float, report: str) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(statements.INSERT_RECONCILE_RUN, (connector, finished_at, report))
+
+        await self.writer.run(insert)
+
     async def reset_events(self, ids: Sequence[int]) -> int:
         """Mark events pending, due now, so the processor runs them again."""
         now = time.time()

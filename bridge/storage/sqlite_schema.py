@@ -19,7 +19,12 @@ from bridge.storage.alert_tables import ALERT_TABLES_SQLITE
 from bridge.storage.decision_backfill import KNOWN_PAYMENT_IDS, fill_decisions
 from bridge.storage.rows import OUTBOX_COLUMNS
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+
+RECONCILE_RUNS_TABLE = (
+    "CREATE TABLE reconcile_runs (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " connector TEXT NOT NULL, finished_at REAL NOT NULL, report TEXT NOT NULL)"
+)
 
 
 def _migrate_v1(db: sqlite_utils.Database) -> None:
@@ -154,6 +159,12 @@ def _migrate_v5(db: sqlite_utils.Database) -> None:
         db.conn.execute(statement)
 
 
+def _migrate_v6(db: sqlite_utils.Database) -> None:
+    # What each `credyt-bridge reconcile` run found (its report as JSON): the admin API
+    # and the metrics show the last one.
+    db.conn.execute(RECONCILE_RUNS_TABLE)
+
+
 def _autoincrement(conn: sqlite3.Connection, table: str) -> None:
     (create,) = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
@@ -189,6 +200,7 @@ MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     3: _migrate_v3,
     4: _migrate_v4,
     5: _migrate_v5,
+    6: _migrate_v6,
 }
 
 

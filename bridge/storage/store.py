@@ -14,12 +14,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from bridge.events import Envelope
 from bridge.storage.records import (
+    Decided,
     DeliveryOutcome,
     EventFilter,
     InboxRow,
     OutboxRow,
     PaymentState,
     ProcessingResult,
+    ReconcileRun,
 )
 
 # Due times are wall-clock times, so a clock stepped back (NTP, a VM restored, a manual
@@ -70,6 +72,14 @@ class Store(Protocol):
     def credited_since(self, customer_id: str, asset: str, since: float) -> Decimal: ...
     async def reset_events(self, ids: Sequence[int]) -> int: ...
     async def prune_finished(self, before: float) -> dict[str, int]: ...
+
+    # reconciling
+    def decided_page(
+        self, connector: str, since: float, until: float, after_id: int, limit: int
+    ) -> list[tuple[int, Decided]]: ...
+    async def resend_adjustments(self, ids: Sequence[int]) -> int: ...
+    async def record_reconcile(self, connector: str, finished_at: float, report: str) -> None: ...
+    def last_reconciles(self) -> list[ReconcileRun]: ...
 
     def close(self) -> None: ...
 

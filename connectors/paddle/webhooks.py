@@ -32,10 +32,11 @@ from collections.abc import Mapping, Sequence
 from bridge.errors import BackfillError, EventError, MalformedEventError, SignatureError
 from bridge.events import Envelope, Ignored
 from connectors.base import Raw, SignedRequest, parse_json
-from connectors.listing import EventSource
+from connectors.listing import EventSource, ObjectSource
 from connectors.paddle import samples
 from connectors.paddle.amounts import AMOUNT_BASES
 from connectors.paddle.events_api import PaddleEvents
+from connectors.paddle.objects_api import PaddleObjects
 from connectors.paddle.payloads import currency_exponent
 from connectors.paddle.readers import PaddleReaders
 from connectors.subscriptions import Subscription
@@ -96,6 +97,10 @@ class PaddleConnector(PaddleReaders):
         from connectors.paddle.subscriptions import paddle_subscriptions
 
         return paddle_subscriptions(api_key, api_base, api_version)
+
+    @staticmethod
+    def objects_api(api_key: str, api_base: str | None, api_version: str) -> ObjectSource:
+        return PaddleObjects(api_key, api_base, version=api_version)
 
     # -- verification -------------------------------------------------------------
 

@@ -19,10 +19,11 @@ import stripe
 from bridge.errors import EventError, MalformedEventError, SignatureError
 from bridge.events import Envelope, Ignored
 from connectors.base import Raw, SignedRequest, parse_json
-from connectors.listing import EventSource
+from connectors.listing import EventSource, ObjectSource
 from connectors.stripe import samples
 from connectors.stripe.amounts import AMOUNT_BASES, MISSING_BASIS_REASONS
 from connectors.stripe.events_api import StripeEvents
+from connectors.stripe.objects_api import StripeObjects
 from connectors.stripe.payloads import currency_exponent
 from connectors.stripe.readers import StripeReaders
 from connectors.subscriptions import Subscription
@@ -111,6 +112,10 @@ class StripeConnector(StripeReaders):
         from connectors.stripe.subscriptions import stripe_subscriptions
 
         return stripe_subscriptions(api_key, api_base)
+
+    @staticmethod
+    def objects_api(api_key: str, api_base: str | None, api_version: str) -> ObjectSource:
+        return StripeObjects(api_key, api_base)
 
     # -- verification -------------------------------------------------------------
 

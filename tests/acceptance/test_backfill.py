@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from starlette.applications import Starlette
@@ -28,113 +27,15 @@ from bridge.receiving.servers import serve_in_thread
 from connectors import paddle, stripe
 from tests.conftest import RunningBridge, Sandbox, config_text
 from tests.helpers.operator import run_cli
+from tests.helpers.psp_api import PADDLE_KEY, STRIPE_KEY, PspApi, serve_psp_api
 
-STRIPE_KEY = "sk_test_backfill_0123456789"
-PADDLE_KEY = "pdl_sdbx_apikey_backfill_0123456789"
 DAY = 86400
-
-
-@dataclass
-class PspApi:
-    """Events the fake PSP APIs list, and the query strings they were asked."""
-
-    stripe_events: list[dict[str, Any]] = field(default_factory=list)
-    paddle_events: list[dict[str, Any]] = field(default_factory=list)
-    page_size: int = 2  # small pages, so every listing takes several
-    queries: list[str] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    # Paddle: answers to give instead of page i (0-based, counting pages served)
-    paddle_failures: dict[int, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
-    paddle_pages: int = 0
-
-
-def create_psp_api(api: PspApi) -> Starlette:
-    async def stripe_events(request: Request) -> Response:
-        api.queries.append(str(request.url.query))
-        if request.headers.get("authorization") != f"Bearer {STRIPE_KEY}":
-            error = {"type": "invalid_request_error", "message": "Invalid API Key provided"}
-            return JSONResponse({"error": error}, status_code=401)
-        q = request.query_params
-        types = {v for k, v in q.multi_items() if k.startswith("types[")}
-        gte = int(q.get("created[gte]", "0"))
-        listed = sorted(
-            (e for e in api.stripe_events if e["created"] >= gte and e["type"] in types),
-            key=lambda e: (e["created"], e["id"]),
-            reverse=True,
-        )
-        after = q.get("starting_after")
-        if after:
-            listed = listed[[e["id"] for e in listed].index(after) + 1 :]
-        size = min(int(q.get("limit", "10")), api.page_size)
-        body = {
-            "object": "list",
-            "url": "/v1/events",
-            "has_more": len(listed) > size,
-            "data": listed[:size],
-        }
-        return JSONResponse(body)
-
-    async def stripe_event(request: Request) -> Response:
-        if request.headers.get("authorization") != f"Bearer {STRIPE_KEY}":
-            error = {"type": "invalid_request_error", "message": "Invalid API Key provided"}
-            return JSONResponse({"error": error}, status_code=401)
-        wanted = request.path_params["event_id"]
-        for event in api.stripe_events:
-            if event["id"] == wanted:
-                return JSONResponse(event)
-        error = {"type": "invalid_request_error", "message": f"No such event: '{wanted}'"}
-        return JSONResponse({"error": error}, status_code=404)
-
-    async def paddle_events(request: Request) -> Response:
-        api.queries.append(str(request.url.query))
-        api.headers.append(dict(request.headers))
-        if request.headers.get("authorization") != f"Bearer {PADDLE_KEY}":
-            error = {"type": "request_error", "code": "authentication_malformed"}
-            return JSONResponse({"error": error}, status_code=403)
-        pending = api.paddle_failures.get(api.paddle_pages) or []
-        if pending:
-            status, headers = pending.pop(0)
-            error = {"type": "api_error", "code": "too_many_requests" if status == 429 else "x"}
-            return JSONResponse({"error": error}, status_code=status, headers=headers)
-        api.paddle_pages += 1
-        q = request.query_params
-        assert q.get("order_by") == "id[DESC]"
-        types = set(q.get("event_type", "").split(","))
-        listed = sorted(
-            (e for e in api.paddle_events if e["event_type"] in types),
-            key=lambda e: e["event_id"],
-            reverse=True,
-        )
-        after = q.get("after")
-        if after:
-            listed = [e for e in listed if e["event_id"] < after]
-        size = min(int(q.get("per_page", "50")), api.page_size)
-        page = listed[:size]
-        following = {**dict(q), "after": page[-1]["event_id"]} if page else dict(q)
-        pagination = {
-            "per_page": size,
-            "next": f"{request.url.replace(query=urlencode(following))}",
-            "has_more": len(listed) > size,
-            "estimated_total": len(listed),
-        }
-        return JSONResponse(
-            {"data": page, "meta": {"request_id": "req_1", "pagination": pagination}}
-        )
-
-    return Starlette(
-        routes=[
-            Route("/v1/events", stripe_events, methods=["GET"]),
-            Route("/v1/events/{event_id}", stripe_event, methods=["GET"]),
-            Route("/events", paddle_events, methods=["GET"]),
-        ]
-    )
 
 
 @pytest.fixture
 def psp_api() -> Iterator[tuple[PspApi, str]]:
-    api = PspApi()
-    with serve_in_thread(create_psp_api(api)) as url:
-        yield api, url
+    with serve_psp_api() as served:
+        yield served
 
 
 def backfill_config(tmp_path: Path, sandbox_url: str, api_url: str) -> Path:

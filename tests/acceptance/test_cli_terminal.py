@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.acceptance.test_backfill import (
-    STRIPE_KEY,
-    PspApi,
     backfill_config,
     psp_api,
     stripe_invoice_event,
@@ -22,6 +20,7 @@ from tests.acceptance.test_backfill import (
 from tests.conftest import RunningBridge, Sandbox
 from tests.helpers.operator import run_cli
 from tests.helpers.processes import MODULE_COMMAND
+from tests.helpers.psp_api import STRIPE_KEY, PspApi
 
 __all__ = ["psp_api"]  # the fixture, shared with test_backfill
 

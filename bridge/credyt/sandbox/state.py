@@ -305,6 +305,27 @@ class SandboxState:
                 "tenants": {name: t.snapshot() for name, t in self.tenants.items()},
             }
 
+    def lose_transaction(self, transaction_id: str) -> None:
+        """Forget an applied adjustment and undo its effect on the wallet, as if Credyt's
+        ledger had lost it (reconcile's `absent in Credyt`); a later arrival applies it."""
+        with self._lock:
+            record = self._by_transaction.pop(transaction_id.lower())
+            self.adjustments.remove(record)
+            body = record["body"]
+            account = f"{body.get('account_name') or 'default'}:{body['asset']}"
+            self._credit(record["customer_id"], account, -Decimal(str(body["amount"])))
+
+    def alter_transaction(self, transaction_id: str, amount: Decimal) -> None:
+        """Make the transaction under `transaction_id` hold `amount` instead (reconcile's
+        `amount differs`: something else wrote under the bridge's id)."""
+        with self._lock:
+            record = self._by_transaction[transaction_id.lower()]
+            body = dict(record["body"])
+            account = f"{body.get('account_name') or 'default'}:{body['asset']}"
+            self._credit(record["customer_id"], account, amount - Decimal(str(body["amount"])))
+            body["amount"] = str(amount)
+            record["body"] = body
+
     def _by_external_id(self, external_id: str) -> Customer | None:
         return next((c for c in self.customers.values() if c.external_id == external_id), None)
 
