@@ -9,38 +9,29 @@ the process does not start. `docs/configuration.md` documents every key.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge.config import platforms
 from bridge.config.alerting import parse_alerts
+from bridge.config.rules import ASSET_CODE, parse_rule
 from bridge.config.schema import (
     MATCH,
     MODES,
-    REASONS,
-    UNKNOWN_ORIGINAL,
-    Conditions,
     Config,
     ConnectorConfig,
-    CreditSpec,
     CredytConfig,
     DeliveryConfig,
-    Expiry,
     ProcessingConfig,
-    ReverseSpec,
-    Rule,
     ServerConfig,
 )
 from bridge.config.yamlsource import Section, load_yaml
 from bridge.errors import ConfigError
-from bridge.events import BASES
 
 if TYPE_CHECKING:
     from connectors import ConnectorType
 
 _CONNECTOR_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_ASSET = re.compile(r"^[A-Za-z0-9_]{2,32}$")
 MIN_SECRET_LENGTH = 24  # real whsec_ (38+) and pdl_ntfset_ (60+) secrets are longer
 
 
@@ -145,7 +136,7 @@ def _asset_precisions(section: Section) -> dict[str, int]:
     """`credyt.assets`: asset code -> decimal places, e.g. `{TOK: 0, CREDITS: 4}`."""
     found: dict[str, int] = {}
     for code in section.data:
-        if not isinstance(code, str) or not _ASSET.match(code):
+        if not isinstance(code, str) or not ASSET_CODE.match(code):
             section.error(str(code), "must be an asset code (2-32 letters, digits or _)")
             continue
         places = section.whole(code, 0)
@@ -235,7 +226,7 @@ def _connector(name: str, section: Section) -> ConnectorConfig:
     for index, secret in enumerate(secrets):
         _check_secret(section, ("secrets", index), secret)
     events = known_event_types(kind) if kind in types else frozenset()
-    rules = tuple(_rule(rule, kind, events) for rule in section.sections("rules"))
+    rules = tuple(parse_rule(rule, kind, events) for rule in section.sections("rules"))
     names = [rule.name for rule in rules]
     for index, rule_name in enumerate(names):
         if names.index(rule_name) != index:
@@ -295,77 +286,6 @@ def _api_base(section: Section) -> str | None:
     return value.rstrip("/") if value else None
 
 
-def _rule(section: Section, kind: str, events: frozenset[str]) -> Rule:
-    from connectors import connector_types, known_conditions
-
-    section.only("name", "on", "when", "unless", "credit", "reverse")
-    name = section.text("name", required=True) or f"rule{section.path[-1]}"
-    on = section.texts("on")
-    if not on:
-        section.error("on", "name at least one event type")
-    for event_type in on:
-        if events and event_type not in events:
-            section.error(
-                "on",
-                f"unknown {kind} event type {event_type!r} (known: {', '.join(sorted(events))})",
-            )
-    has_credit, has_reverse = section.has("credit"), section.has("reverse")
-    if has_credit == has_reverse:
-        section.error(None, "a rule has exactly one of credit: or reverse:")
-    when, unless = section.section("when"), section.section("unless")
-    if kind in connector_types():
-        usable = known_conditions(kind)
-        for conditions in (when, unless):
-            for key in conditions.data:
-                if key not in usable and key in CONDITION_KEYS:
-                    conditions.error(
-                        key, f"{kind} events have no {key}; a rule on it could never match"
-                    )
-    credit = _credit(section.section("credit")) if has_credit else None
-    if credit is not None and credit.amount is None and kind in connector_types():
-        for event_type in on:
-            error = connector_types()[kind].amount_basis_error(event_type, credit.basis)
-            if error is not None:
-                section.section("credit").error("amount", error)
-    return Rule(
-        name=name,
-        on=on,
-        when=_conditions(when),
-        unless=_conditions(unless),
-        credit=credit,
-        reverse=_reverse(section.section("reverse")) if has_reverse else None,
-        line=section.source.line(section.path),
-    )
-
-
-CONDITION_KEYS = (
-    "billing_reason",
-    "origin",
-    "currency",
-    "price_ids",
-    "product_ids",
-    "livemode",
-    "metadata",
-    "account",
-    "application",
-)
-
-
-def _conditions(section: Section) -> Conditions:
-    section.only(*CONDITION_KEYS)
-    return Conditions(
-        billing_reason=section.texts("billing_reason"),
-        origin=section.texts("origin"),
-        currency=tuple(c.upper() for c in section.texts("currency")),
-        price_ids=section.texts("price_ids"),
-        product_ids=section.texts("product_ids"),
-        livemode=section.flag("livemode", None),
-        metadata=section.text_map("metadata"),
-        account=section.texts("account"),
-        application=section.texts("application"),
-    )
-
-
 def _check_secret(section: Section, key: tuple[str, int], secret: str) -> None:
     """An empty or short webhook secret would let anyone sign: refuse it (never print it)."""
     path = (*section.path, *key)
@@ -377,70 +297,3 @@ def _check_secret(section: Section, key: tuple[str, int], secret: str) -> None:
             f"is {len(secret)} characters; a webhook signing secret has at least "
             f"{MIN_SECRET_LENGTH} characters (copy the whole whsec_... or pdl_ntfset_... value)",
         )
-
-
-def _credit(section: Section) -> CreditSpec:
-    section.only(
-        "asset",
-        "amount",
-        "per_unit",
-        "rate",
-        "account",
-        "reason",
-        "description",
-        "expires",
-        "metadata",
-    )
-    asset = section.text("asset")
-    if asset is not None and not _ASSET.match(asset):
-        section.error("asset", f"not an asset code: {asset!r}")
-    amount: Decimal | None = None
-    raw_amount = section.data.get("amount", "paid")
-    basis = raw_amount if raw_amount in BASES else "paid"
-    if raw_amount not in BASES:
-        amount = section.decimal("amount")
-        if amount is not None and amount <= 0:
-            section.error("amount", "a fixed credit must be positive")
-    per_unit = bool(section.flag("per_unit", False))
-    if per_unit and raw_amount in BASES:
-        section.error("per_unit", "per_unit needs a fixed amount")
-    rate = section.decimal("rate", Decimal(1)) or Decimal(1)
-    if rate <= 0:
-        section.error("rate", "must be positive")
-    if (rate != 1 or amount is not None) and asset is None and section.has("rate"):
-        section.error("asset", "a rate converts into a custom asset: name the asset")
-    return CreditSpec(
-        asset=asset.upper() if asset and asset.isalpha() and len(asset) == 3 else asset,
-        amount=amount,
-        basis=str(basis),
-        per_unit=per_unit,
-        rate=rate,
-        account=section.text("account", "default") or "default",
-        reason=section.choice("reason", REASONS, "external_topup"),
-        description=section.text("description"),
-        expires=_expiry(section),
-        metadata=section.text_map("metadata"),
-    )
-
-
-def _expiry(section: Section) -> Expiry:
-    value = section.data.get("expires")
-    if value is None or value == "never":
-        return Expiry()
-    if value == "period_end":
-        return Expiry("period_end")
-    seconds = section.duration("expires", None)
-    if seconds is None:
-        return Expiry()
-    return Expiry("after", seconds)
-
-
-def _reverse(section: Section) -> ReverseSpec:
-    section.only("reason", "description", "unknown_original", "hold_for", "metadata")
-    return ReverseSpec(
-        reason=section.choice("reason", REASONS, "external_refund"),
-        description=section.text("description"),
-        unknown_original=section.choice("unknown_original", UNKNOWN_ORIGINAL, "hold"),
-        hold_for=section.duration("hold_for", 7 * 86400.0) or 7 * 86400.0,
-        metadata=section.text_map("metadata"),
-    )

@@ -16,6 +16,7 @@ from typing import Any
 
 from bridge.errors import BackfillError
 from connectors.listing import DAY, ListedEvent, raw_list
+from connectors.stripe.api_answers import answer_text
 
 STRIPE_API_BASE = "https://api.stripe.com"
 STRIPE_MAX_TYPES = 20  # Stripe's limit on types[] per list request
@@ -43,7 +44,6 @@ class StripeEvents:
             raise BackfillError(f"{account!r} is not a Stripe account id (acct_...)")
         self.account = account
         self._options: Any = {"stripe_account": account} if account else {}
-        self._stripe = stripe
         self._http = stripe.new_default_http_client(timeout=30)
         client = stripe.StripeClient(
             api_key,
@@ -101,38 +101,22 @@ class StripeEvents:
 
     def event(self, event_id: str) -> ListedEvent:
         """`GET /v1/events/{id}`, its body as Stripe sent it."""
-        try:
-            found = self._events.retrieve(event_id)
-        except self._stripe.InvalidRequestError as exc:
-            raise BackfillError(
-                f"Stripe has no event {event_id!r}: {exc.user_message or exc}"
-            ) from exc
-        except self._stripe.AuthenticationError as exc:
-            raise BackfillError(
-                "Stripe refused the API key (check STRIPE_API_KEY or the connector's "
-                f"api_key): {exc.user_message or exc}"
-            ) from exc
-        except self._stripe.StripeError as exc:
-            raise BackfillError(f"fetching Stripe event {event_id} failed: {exc}") from exc
-        body = getattr(getattr(found, "last_response", None), "body", None)
-        if not isinstance(body, str):
-            raise BackfillError("the stripe library kept no raw body of the event")
+        found, body = answer_text(
+            lambda: self._events.retrieve(event_id),
+            BackfillError,
+            doing=f"fetching Stripe event {event_id}",
+            what="the event",
+            missing=f"Stripe has no event {event_id!r}",
+        )
         return ListedEvent(str(found.id), str(found.type), float(found.created or 0), body.encode())
 
     def _page(self, params: Any) -> str:
-        try:
-            listed = self._events.list(params, self._options)
-        except self._stripe.AuthenticationError as exc:
-            raise BackfillError(
-                "Stripe refused the API key (check STRIPE_API_KEY or the connector's "
-                f"api_key): {exc.user_message or exc}"
-            ) from exc
-        except self._stripe.StripeError as exc:
-            raise BackfillError(f"listing Stripe events failed: {exc}") from exc
-        response = getattr(listed, "last_response", None)
-        body = getattr(response, "body", None)
-        if not isinstance(body, str):
-            raise BackfillError("the stripe library kept no raw body of the event list")
+        _, body = answer_text(
+            lambda: self._events.list(params, self._options),
+            BackfillError,
+            doing="listing Stripe events",
+            what="the event list",
+        )
         return body
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from bridge.errors import ReconcileError
 from connectors.listing import ListedObject, raw_list
+from connectors.stripe.api_answers import answer_text
 from connectors.stripe.events_api import STRIPE_API_BASE
 
 Obj = dict[str, Any]
@@ -86,7 +87,6 @@ class StripeObjects:
     def __init__(self, api_key: str, api_base: str | None = None) -> None:
         import stripe
 
-        self._stripe = stripe
         self._http = stripe.new_default_http_client(timeout=30)
         client = stripe.StripeClient(
             api_key,
@@ -122,18 +122,12 @@ class StripeObjects:
             params["starting_after"] = str(items[-1][0]["id"])
 
     def _page(self, service: Any, params: Any) -> str:
-        try:
-            listed = service.list(params)
-        except self._stripe.AuthenticationError as exc:
-            raise ReconcileError(
-                "Stripe refused the API key (check STRIPE_API_KEY or the connector's "
-                f"api_key): {exc.user_message or exc}"
-            ) from exc
-        except self._stripe.StripeError as exc:
-            raise ReconcileError(f"listing Stripe objects failed: {exc}") from exc
-        body = getattr(getattr(listed, "last_response", None), "body", None)
-        if not isinstance(body, str):
-            raise ReconcileError("the stripe library kept no raw body of the list")
+        _, body = answer_text(
+            lambda: service.list(params),
+            ReconcileError,
+            doing="listing Stripe objects",
+            what="the list",
+        )
         return body
 
     def close(self) -> None:
