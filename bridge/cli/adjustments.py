@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import click
 
@@ -163,6 +164,13 @@ def prune(config_path: str | None, older_than: str | None) -> None:
 
     config = require_config(config_path, secrets=False)
     seconds = config.retention if older_than is None else parse_age(older_than)
+    shown = sys.stderr.isatty()  # progress on a terminal; piped output stays one line
+
+    def progress(counts: dict[str, int]) -> None:
+        click.echo(f"\rpruning: {summary_line(counts)} so far", nl=False, err=True)
+
     with existing_store(config) as store:
-        counts = asyncio.run(prune_rows(store, seconds))
+        counts = asyncio.run(prune_rows(store, seconds, progress=progress if shown else None))
+    if shown:
+        click.echo(err=True)
     click.echo(f"pruned rows older than {seconds / 86400:g} days: {summary_line(counts)}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -307,9 +307,15 @@ async def retry_adjustments(store: Store, refs: Sequence[str] = (), *, dead: boo
     return await store.retry_adjustments(ids, dead=dead)
 
 
-async def prune(store: Store, older_than: float, now: float | None = None) -> dict[str, int]:
-    """Delete finished rows older than `older_than` seconds; see `Store.prune_finished`."""
+async def prune(
+    store: Store,
+    older_than: float,
+    now: float | None = None,
+    progress: Callable[[dict[str, int]], None] | None = None,
+) -> dict[str, int]:
+    """Delete finished rows older than `older_than` seconds; see `Store.prune_finished`
+    (`progress` gets the running counts after each batch)."""
     if older_than <= 0:
         raise OperationError("--older-than must be a positive duration")
     before = (time.time() if now is None else now) - older_than
-    return await store.prune_finished(before)
+    return await store.prune_finished(before, progress)

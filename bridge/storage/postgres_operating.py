@@ -66,7 +66,9 @@ class PostgresOperatorWrites:
 
         return await self._write(reset)
 
-    async def prune_finished(self, before: float) -> dict[str, int]:
+    async def prune_finished(
+        self, before: float, progress: pruning.Progress | None = None
+    ) -> dict[str, int]:
         """Delete finished rows last touched before `before`, in small transactions
         (what goes and what stays: `bridge.storage.pruning`, the same as SQLite's)."""
 
@@ -87,6 +89,5 @@ class PostgresOperatorWrites:
             return max(cursor.rowcount, 0)
 
         return await pruning.prune_in_batches(
-            lambda: self._write(adjustments), lambda: self._write(events)
+            lambda: self._write(adjustments), lambda: self._write(events), progress
         )
-

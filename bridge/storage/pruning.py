@@ -18,6 +18,9 @@ from bridge.storage.queries import Statement
 
 PRUNE_BATCH = 2000  # rows deleted per transaction, so the other writes are never held up long
 
+# Told the running counts (adjustments, attempts, events deleted) after each batch.
+Progress = Callable[[dict[str, int]], None]
+
 
 def prunable_adjustments(before: float, limit: int) -> Statement:
     """The ids of up to `limit` delivered adjustments whose whole payment is finished."""
@@ -41,19 +44,25 @@ def prune_events(before: float, limit: int) -> Statement:
 async def prune_in_batches(
     adjustments: Callable[[], Awaitable[tuple[int, int]]],
     events: Callable[[], Awaitable[int]],
+    progress: Progress | None = None,
 ) -> dict[str, int]:
     """Run each batch (one transaction: `adjustments` -> (adjustments, attempts) deleted,
-    `events` -> events deleted) until one deletes less than PRUNE_BATCH."""
+    `events` -> events deleted) until one deletes less than PRUNE_BATCH; `progress`
+    gets the running counts after each batch."""
     counts = {"adjustments": 0, "attempts": 0, "events": 0}
     while True:
         outbox, attempts = await adjustments()
         counts["adjustments"] += outbox
         counts["attempts"] += attempts
+        if progress is not None:
+            progress(dict(counts))
         if outbox < PRUNE_BATCH:
             break
     while True:
         inbox = await events()
         counts["events"] += inbox
+        if progress is not None:
+            progress(dict(counts))
         if inbox < PRUNE_BATCH:
             break
     return counts

@@ -264,7 +264,9 @@ class SQLiteStore(StoreReads):
     def alert_query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._query(sql, params)
 
-    async def prune_finished(self, before: float) -> dict[str, int]:
+    async def prune_finished(
+        self, before: float, progress: pruning.Progress | None = None
+    ) -> dict[str, int]:
         """Delete finished rows last touched before `before`, in small transactions
         (what goes and what stays: `bridge.storage.pruning`)."""
         return await pruning.prune_in_batches(
@@ -276,6 +278,7 @@ class SQLiteStore(StoreReads):
                     conn.execute(*pruning.prune_events(before, pruning.PRUNE_BATCH)).rowcount
                 )
             ),
+            progress,
         )
 
 

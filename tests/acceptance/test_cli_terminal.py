@@ -137,3 +137,28 @@ def test_backfill_draws_progress_on_a_terminal_only_and_fetches_single_events(
     assert code == 0, shown
     assert "listing stripe events" in shown  # the progress bar, on a terminal
     assert "2 were missing and are stored for processing; 1 already stored" in shown
+
+
+def test_prune_shows_its_running_counts_on_a_terminal_only(
+    make_bridge: Callable[..., RunningBridge],
+    sandbox: Sandbox,
+    tmp_path: Path,
+    psp_api: tuple[PspApi, str],
+) -> None:
+    config = backfill_config(tmp_path, sandbox.url, psp_api[1])
+    running = make_bridge(config=config.read_text())
+    customer = sandbox.state.add_customer()
+    event = stripe_invoice_event(1, customer, age=60)
+    assert running.send_stripe(event).status_code == 200
+    running.settle()
+    assert running.bridge.store.list_adjustments("delivered")  # something prune may take
+
+    code, shown = on_terminal(config, "prune", "--older-than", "1d")
+    assert code == 0, shown
+    # the running counts after each batch, then the summary line
+    assert "pruning: 0 adjustments, 0 attempts, 0 events so far" in shown
+    assert "pruned rows older than 1 days: 0 adjustments, 0 attempts, 0 events" in shown
+
+    piped = run_cli(config, "prune", "--older-than", "1d")
+    assert "pruning:" not in piped.stdout + piped.stderr
+    assert piped.stdout.startswith("pruned rows older than 1 days:")
