@@ -8,6 +8,7 @@ sandbox on another loopback port.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,11 @@ from bridge.receiving.servers import serve_in_thread
 from bridge.service import Bridge
 from connectors import paddle, stripe
 from tests.helpers.logs import LogBuffer
+
+# The commands fit their tables to $COLUMNS; a terminal's (or pytest-xdist's, which sets
+# 80) must not change what a test sees. Tests that want a width pass COLUMNS themselves.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 # Real and published PSP payloads; tests/fixtures/SOURCES.md says where each came from.
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -106,7 +106,10 @@ def test_a_rule_event_type_the_endpoint_does_not_send_fails_naming_the_rule(psp:
     )
     assert "stripe: webhook endpoints send 1 of the 2 rule event types: we_" in result.stdout
     assert "paddle: notification settings send all 3 rule event types: ntfset_" in result.stdout
-    assert all(len(line) <= 100 for line in result.stdout.splitlines())
+    # every line fits, but the one naming the config file: a path is never cut
+    lines = [line for line in result.stdout.splitlines() if not line.startswith(str(config))]
+    too_wide = [line for line in lines if len(line) > 100]
+    assert too_wide == []
     assert sorted(destinations.asked) == ["paddle", "stripe"]
 
 

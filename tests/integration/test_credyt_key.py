@@ -13,6 +13,7 @@ from bridge.storage.records import AdjustmentStatus
 from connectors import stripe
 from tests.conftest import API_KEY, RunningBridge, Sandbox, wait_until
 from tests.helpers.operator import run_cli, write_config
+from tests.helpers.processes import free_port
 
 
 def live_mode(text: str) -> str:
@@ -95,7 +96,7 @@ def test_serve_refuses_to_start_a_live_connector_on_a_test_key(
 ) -> None:
     config = write_config(tmp_path, sandbox.url)
     config.write_text(live_mode(config.read_text()))
-    proc = run_cli(config, "serve", "--host", "127.0.0.1", "--port", "0", ok=False)
+    proc = run_cli(config, "serve", "--host", "127.0.0.1", "--port", str(free_port()), ok=False)
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
     assert "credyt_environment_mismatch" in output
