@@ -10,8 +10,9 @@ BridgeError                  also raised as such for a refused `send` input
 │   ├── UnknownConnectorError 404
 │   └── PayloadTooLargeError 413
 ├── StoreError               the store could not commit (the receiver answers 503)
-│   └── DecisionConflictError  another process decided for the same payment meanwhile:
-│                            nothing was recorded; decide the event again
+│   ├── DecisionConflictError  another process decided for the same payment meanwhile:
+│   │                        nothing was recorded; decide the event again
+│   └── DiskFullError        the database's disk is full: no insert can succeed
 ├── EventError               an accepted event can not become adjustments;
 │   │                        the event ends `failed` with this message
 │   ├── CustomerNotFoundError   no metadata id, and Credyt's look-up answered 404
@@ -83,6 +84,10 @@ class StoreError(BridgeError):
 class DecisionConflictError(StoreError):
     """What a decision about a payment was based on changed before it was recorded
     (another process recorded adjustments for the same payment): nothing was written."""
+
+
+class DiskFullError(StoreError):
+    """The database's disk is full: writes fail until an operator frees space."""
 
 
 class EventError(BridgeError):

@@ -39,7 +39,7 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from bridge.errors import StoreError
+from bridge.errors import DiskFullError, StoreError
 from bridge.events import Envelope
 from bridge.storage import queries as statements
 from bridge.storage.postgres_alerts import alert_transaction
@@ -81,6 +81,9 @@ T = TypeVar("T")
 log = structlog.get_logger("bridge.storage.postgres")
 
 READY_PROBE_BYTES = 1024  # the row /readyz inserts (and rolls back): a small webhook's size
+# How long a real write that found the disk full keeps /readyz at 503 when no write has
+# succeeded since: the probe's small row can still fit in a page where a webhook can not.
+DISK_FULL_MEMORY = 10.0
 
 # A webhook stored, and the replicas woken, in one statement.
 ACCEPT = (
@@ -100,6 +103,8 @@ class PostgresStore(PostgresOperatorWrites, PostgresReconcileWrites, StoreReads)
         self.url = url
         self._shown = redact_database(url)
         self._closed = False
+        self._disk_full_at: float | None = None  # monotonic time of the last DiskFullError
+        self._disk_full_error = ""
         self._feed: ChangeListener | None = None
         self._active: set[asyncio.Task[Any]] = set()  # calls running on the store's loop
         self._loop = asyncio.new_event_loop()
@@ -199,8 +204,16 @@ class PostgresStore(PostgresOperatorWrites, PostgresReconcileWrites, StoreReads)
         return await asyncio.wrap_future(self._on_loop(self._transaction(fn)))
 
     async def _transaction(self, fn: Callable[[AsyncConn], Awaitable[T]]) -> T:
+        """One transaction; one that found the disk full is remembered for /readyz until
+        a webhook is stored again (a claim that updates nothing in place proves nothing)."""
         assert self._pool is not None
-        return await in_transaction(self._pool, fn, self._shown)
+        try:
+            result = await in_transaction(self._pool, fn, self._shown)
+        except DiskFullError as exc:
+            self._disk_full_at = time.monotonic()
+            self._disk_full_error = str(exc)
+            raise
+        return result
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         if self._reads is None or self._closed:
@@ -234,7 +247,9 @@ class PostgresStore(PostgresOperatorWrites, PostgresReconcileWrites, StoreReads)
             cursor = await conn.execute(ACCEPT, params)
             return len(await cursor.fetchall()) == 1
 
-        return await self._write(insert)
+        inserted = await self._write(insert)
+        self._disk_full_at = None
+        return inserted
 
     async def claim_events(self, now: float, limit: int, lease: float) -> list[InboxRow]:
         """Due pending events, hidden from other replicas for `lease` seconds.
@@ -334,7 +349,13 @@ class PostgresStore(PostgresOperatorWrites, PostgresReconcileWrites, StoreReads)
     async def check_writable(self) -> None:
         """Whether a webhook could be stored now: the heartbeat, and an inbox insert of a
         webhook-sized row, rolled back. The heartbeat alone is an update in place, which
-        a full disk still allows while every insert fails."""
+        a full disk still allows while every insert fails. A write that found the disk
+        full in the last DISK_FULL_MEMORY seconds, with no webhook stored since, is not
+        overruled by the probe: the probe's row can fit in a page where a webhook's
+        does not."""
+        since = self._disk_full_at
+        if since is not None and time.monotonic() - since < DISK_FULL_MEMORY:
+            raise DiskFullError(self._disk_full_error)
 
         async def beat(conn: AsyncConn) -> None:
             now = time.time()
@@ -351,8 +372,14 @@ class PostgresStore(PostgresOperatorWrites, PostgresReconcileWrites, StoreReads)
                     (uuid.uuid4().hex, now, os.urandom(READY_PROBE_BYTES), now, now),
                 )
 
+        async def probe() -> None:
+            assert self._pool is not None  # not through _transaction: a probe that
+            await in_transaction(self._pool, beat, self._shown)  # fits clears nothing
+
+        if self._closed:
+            raise StoreError("the store is closed")
         try:
-            await self._write(beat)
+            await asyncio.wrap_future(self._on_loop(probe()))
         except StoreError as exc:
             log.warning("store_not_writable", database=self._shown, error=str(exc))
             raise

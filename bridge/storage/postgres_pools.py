@@ -15,7 +15,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 
-from bridge.errors import StoreError
+from bridge.errors import DiskFullError, StoreError
 
 T = TypeVar("T")
 AsyncConn = psycopg.AsyncConnection[Any]
@@ -101,7 +101,7 @@ async def in_transaction(
             log.warning("store_transaction_retried", attempt=attempt, error=reason(exc))
         except pg_errors.DiskFull as exc:  # not a lost connection: no reconnect, no retry
             log.error("store_disk_full", database=shown, error=reason(exc))
-            raise StoreError(f"the database's disk is full: {reason(exc)}") from exc
+            raise DiskFullError(f"the database's disk is full: {reason(exc)}") from exc
         except psycopg.OperationalError as exc:
             # A connection lost (server restart, failover, idle timeout): drop the
             # pool's dead connections and run the transaction again. Every write here
