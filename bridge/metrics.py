@@ -91,6 +91,17 @@ class Metrics:
             "1 while the delivery circuit breaker is open (Credyt failing; probing), else 0.",
             registry=r,
         )
+        self.credyt_allowed_rate = Gauge(
+            "bridge_credyt_allowed_rate",
+            "Credyt requests per second this process may send now (credyt.max_rate, cut "
+            "on 429s and grown back); +Inf when unlimited.",
+            registry=r,
+        )
+        self.credyt_rate_limited = Counter(
+            "bridge_credyt_rate_limited",
+            "429 Too Many Requests answers from Credyt.",
+            registry=r,
+        )
         self.alerts_sent = Counter(
             "bridge_alerts_sent",
             "Alert messages a target answered 2xx for, by target and condition.",

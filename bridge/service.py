@@ -28,6 +28,7 @@ from bridge.credyt.client import CredytClient
 from bridge.credyt.key import KeyCheck
 from bridge.delivery.breaker import CircuitBreaker
 from bridge.delivery.deliverer import Deliverer
+from bridge.delivery.limiter import CredytRateLimiter
 from bridge.delivery.retry import RetryPolicy
 from bridge.errors import ConfigError
 from bridge.metrics import Metrics
@@ -104,11 +105,17 @@ class Bridge:
         self.metrics = Metrics(config.tenant_accounts())
         self.store = store or open_store(config.database)
         self.connectors = connector_runtimes(config)
+        # One limiter for every Credyt request of this process (credyt.max_rate).
+        self.limiter = CredytRateLimiter(
+            config.credyt.max_rate, on_rate_limited=self.metrics.credyt_rate_limited.inc
+        )
+        self.metrics.credyt_allowed_rate.set_function(self.limiter.allowed_rate)
         self.client = CredytClient(
             config.credyt.api_url,
             config.credyt.api_key,
             timeout=config.credyt.timeout,
             max_connections=config.credyt.concurrency,
+            limiter=self.limiter,
         )
         self.key_check = KeyCheck(self.client, config.connectors, self.metrics)
         self.pressure = IngestPressure()
@@ -126,6 +133,7 @@ class Bridge:
             pressure=self.pressure,
             environment=lambda: self.key_check.account,
             tenants=config.tenant_accounts(),
+            limiter=self.limiter,
         )
         self.processor = build_processor(
             config,

@@ -161,6 +161,13 @@ def _check_subscriptions(config: Config, width: int | None) -> None:
 @click.option("--retry-after", default=None, type=float, help="Retry-After seconds on those 429s.")
 @click.option("--delay", default=0.0, type=float, help="Seconds to wait before every answer.")
 @click.option(
+    "--rate-limit",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="N",
+    help="Answer 429 with Retry-After to API calls above N per second (a token bucket).",
+)
+@click.option(
     "--environment",
     type=click.Choice(["test", "live"]),
     default="test",
@@ -177,6 +184,7 @@ def sandbox(
     rate_limit_next: int,
     retry_after: float | None,
     delay: float,
+    rate_limit: float | None,
     environment: str,
 ) -> None:
     """Run the local Credyt-compatible API used by the demo and the tests.
@@ -186,6 +194,7 @@ def sandbox(
     \b
     Example:
       credyt-bridge sandbox --port 8090 --customer cust_alice=cus_123 --fail-next 2
+      credyt-bridge sandbox --rate-limit 500
     """
     from bridge.credyt.sandbox import serve_sandbox
 
@@ -202,6 +211,7 @@ def sandbox(
         rate_limit_next=rate_limit_next,
         retry_after=retry_after,
         delay=delay,
+        rate_limit=rate_limit,
     )
 
 

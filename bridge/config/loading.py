@@ -115,7 +115,9 @@ def parse_config(
 
 
 def _credyt(section: Section) -> CredytConfig:
-    section.only("api_url", "api_key", "timeout", "concurrency", "customer_cache", "assets")
+    section.only(
+        "api_url", "api_key", "timeout", "concurrency", "customer_cache", "assets", "max_rate"
+    )
     api_url = section.text("api_url", CredytConfig.api_url) or CredytConfig.api_url
     if not api_url.startswith(("http://", "https://")):
         section.error("api_url", f"must be an http(s) URL, got {api_url!r}")
@@ -126,7 +128,30 @@ def _credyt(section: Section) -> CredytConfig:
         concurrency=section.whole("concurrency", 32, minimum=1),
         customer_cache=section.duration("customer_cache", 300.0) or 0.0,
         assets=_asset_precisions(section.section("assets")),
+        max_rate=_rate(section, "max_rate"),
     )
+
+
+MAX_RATE = 1_000_000.0  # requests/s; more is a typo, not a limit
+
+
+def _rate(section: Section, key: str) -> float | None:
+    """A rate in requests per second above 0 (`credyt.max_rate`), or None when unset."""
+    value = section.data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        section.error(key, f"must be a number of requests per second, got {value!r}")
+        return None
+    if not 0 < value <= MAX_RATE:
+        section.error(key, f"must be above 0 and at most {MAX_RATE:,.0f} per second, got {value}")
+        return None
+    return float(value)
 
 
 MAX_PRECISION = 18

@@ -163,6 +163,9 @@ class CredytConfig:
     timeout: float = 10.0
     concurrency: int = 32
     customer_cache: float = 300.0
+    # Requests per second this process may send to Credyt (its rate limit is per
+    # account: divide it among replicas); None: no limit until a 429 sets one.
+    max_rate: float | None = None
     # Decimal places per asset code, ahead of what Credyt's GET /assets/{code} says.
     assets: dict[str, int] = field(default_factory=dict)
 

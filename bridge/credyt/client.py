@@ -26,6 +26,7 @@ from urllib.parse import quote, unquote, urlsplit
 import certifi
 import httpx
 
+from bridge.delivery.limiter import CredytRateLimiter
 from bridge.errors import CredytError, CredytUnavailableError
 
 # Answers that say "not now" rather than "no": retried with backoff. 401/403 are here
@@ -94,8 +95,17 @@ def _tls_context() -> ssl.SSLContext:
 
 class CredytClient:
     def __init__(
-        self, base_url: str, api_key: str, *, timeout: float = 10.0, max_connections: int = 32
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        max_connections: int = 32,
+        limiter: CredytRateLimiter | None = None,
     ) -> None:
+        # Credyt's rate limit (`credyt.max_rate`): every request waits for a slot, and a
+        # 429 slows every caller down. None: requests go as they come.
+        self.limiter = limiter
         per_pool = min(CONNECTIONS_PER_POOL, max_connections)
         pools = -(-max_connections // per_pool)
         # One TLS context for every pool: each would otherwise load the CA bundle again
@@ -233,9 +243,10 @@ class CredytClient:
             ) from exc
 
     async def _send(self, method: str, url: str, **kwargs: object) -> httpx.Response:
+        sent_at = await self.limiter.acquire() if self.limiter is not None else 0.0
         try:
             client = next(self._turn)
-            return await client.request(
+            response = await client.request(
                 method,
                 url,
                 follow_redirects=False,
@@ -249,6 +260,9 @@ class CredytClient:
             raise CredytUnavailableError(
                 f"Credyt could not be reached: {type(exc).__name__}: {exc}"
             ) from exc
+        if response.status_code == 429 and self.limiter is not None:
+            self.limiter.record_rate_limited(sent_at, parse_retry_after(response))
+        return response
 
     async def get_asset(self, code: str, *, account: str | None = None) -> Asset:
         """`GET /assets/{code}`. 404 (no such asset) raises `CredytError`; network

@@ -24,6 +24,7 @@ import structlog
 
 from bridge.credyt.client import AccountContext, CredytClient, Delivered
 from bridge.delivery.breaker import CircuitBreaker
+from bridge.delivery.limiter import CredytRateLimiter
 from bridge.delivery.retry import RetryPolicy
 from bridge.errors import CredytError, CredytUnavailableError, StoreError
 from bridge.metrics import Metrics
@@ -34,6 +35,7 @@ from bridge.storage.store import Store
 log = structlog.get_logger("bridge.delivery.deliverer")
 
 POLL_SECONDS = 1.0
+RATE_HORIZON = 2.0  # seconds of the allowed rate claimed ahead (leases stay far off)
 KEY_WAIT = 5.0  # seconds a row for a named environment waits for the key check again
 
 
@@ -51,7 +53,12 @@ class Deliverer:
         pressure: IngestPressure | None = None,
         environment: Callable[[], AccountContext | None] | None = None,
         tenants: frozenset[str] = frozenset(),
+        limiter: CredytRateLimiter | None = None,
     ) -> None:
+        # Credyt's rate limit, shared with the client that waits on it: the deliverer
+        # claims no more than it may send soon, nothing while Retry-After pauses it, and
+        # a 429 puts the row back uncounted. None: 429s are retried like any failure.
+        self.limiter = limiter
         # Credyt accounts the config acts for (Credyt for Platforms): a row recorded for
         # one of them is sent with X-CREDYT-ACCOUNT naming it, whatever the key's own.
         self.tenants = tenants
@@ -67,7 +74,7 @@ class Deliverer:
         self.concurrency = concurrency
         self.lease = lease
         self.breaker = breaker or CircuitBreaker()
-        self.breaker.on_change = lambda is_open: self.metrics.breaker_open.set(int(is_open))
+        self.breaker.on_change = self._breaker_changed
         self.metrics.breaker_open.set(0)
         self._wake = asyncio.Event()
         self._stopping = False
@@ -77,6 +84,11 @@ class Deliverer:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _breaker_changed(self, is_open: bool) -> None:
+        self.metrics.breaker_open.set(int(is_open))
+        if not is_open and self.limiter is not None:
+            self.limiter.restart()  # an outage ended: ramp up, do not burst
 
     async def run(self) -> None:
         while not self._stopping:
@@ -92,8 +104,16 @@ class Deliverer:
                     wait = min(POLL_SECONDS, self.breaker.seconds_to_probe())
                     await self._wait(max(0.005, wait))
                     continue
+            limiter = self.limiter
+            room = limiter.claimable(RATE_HORIZON, len(self._tasks)) if limiter else None
+            rate_bound = room is not None and room < free
+            if limiter is not None and room is not None and rate_bound:
+                if room == 0:  # paused by Retry-After, or the queue holds enough
+                    await self._wait(max(0.005, min(POLL_SECONDS, limiter.retry_in())))
+                    continue
+                free = room
             claimed = 0
-            if 0 < free < self._claim_batch and self._tasks and allowed is None:
+            if 0 < free < self._claim_batch and self._tasks and allowed is None and not rate_bound:
                 # A claim is a committed write: take rows in batches, not one per slot
                 # as each delivery finishes (that fsync-bound the drain at ~600/s).
                 await self._wait(POLL_SECONDS)
@@ -206,11 +226,17 @@ class Deliverer:
             if answer.already_existed:
                 conflict = await self._confirm(row, answer, started, clock, bound)
         except CredytUnavailableError as exc:
-            self.breaker.record_failure(exc.retry_after, probe=probe)
-            if probe:
+            if exc.status_code == 429 and self.limiter is not None:
+                self.breaker.record_success()  # Credyt is up; the limiter slows down
+                outcome = self._rate_limited(row, started, clock, exc)
+                retry_in = round((outcome.next_attempt_at or started) - started, 3)
+                bound.warning("delivery_rate_limited", status_code=429, retry_in=retry_in)
+            elif probe:
+                self.breaker.record_failure(exc.retry_after, probe=True)
                 outcome = self._probe_failed(row, started, clock, exc)
                 bound.warning("delivery_probe_failed", status_code=exc.status_code, error=str(exc))
             else:
+                self.breaker.record_failure(exc.retry_after)
                 outcome = self._retry_or_die(row, started, clock, exc)
                 if outcome.status is AdjustmentStatus.DEAD:
                     bound.error("delivery_dead", status_code=exc.status_code, error=str(exc))
@@ -378,6 +404,26 @@ class Deliverer:
             next_attempt_at=started + self.breaker.seconds_to_probe(),
             status_code=exc.status_code,
             error=f"breaker probe: {exc}",
+            counted=False,
+        )
+
+    def _rate_limited(
+        self, row: OutboxRow, started: float, clock: float, exc: CredytUnavailableError
+    ) -> DeliveryOutcome:
+        """A 429 is Credyt's pace, not the row's fault: pending again once the limiter
+        lets requests go, without counting against max_attempts (max_age still holds)."""
+        assert self.limiter is not None
+        next_at = time.time() + self.limiter.retry_in()
+        if next_at - row.queued_at > self.policy.max_age:
+            return self._retry_or_die(row, started, clock, exc)
+        return DeliveryOutcome(
+            row.id,
+            AdjustmentStatus.PENDING,
+            started,
+            _ms(clock),
+            next_attempt_at=next_at,
+            status_code=429,
+            error=f"rate limited: {exc}",
             counted=False,
         )
 

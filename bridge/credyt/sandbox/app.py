@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict
 from decimal import Decimal
 from typing import Any, Unpack
 
@@ -158,7 +157,7 @@ async def control_faults(request: Request) -> Response:
     }
     state = _sandbox(request)
     state.inject(**settings)
-    return ExactJSONResponse(asdict(state.faults))
+    return ExactJSONResponse(dict(state.faults.settings()))
 
 
 async def control_state(request: Request) -> Response:

@@ -78,7 +78,9 @@ def request_group(method: str, path: str) -> str:
 
 def _rate_limited(retry_after: float | None) -> Response:
     headers = {} if retry_after is None else {"Retry-After": seconds_text(retry_after)}
-    return problem(429, "Too Many Requests", "sandbox fault: rate_limit_next", headers=headers)
+    return problem(
+        429, "Too Many Requests", "sandbox fault: rate_limit_next or rate_limit", headers=headers
+    )
 
 
 def _headers_only(send: Send) -> Send:

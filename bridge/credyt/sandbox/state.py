@@ -9,12 +9,12 @@ import secrets
 import string
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from bridge.credyt.sandbox.faults import FaultAction, Faults, check_faults
+from bridge.credyt.sandbox.faults import FaultAction, Faults, check_faults, retry_after_for
 from bridge.credyt.sandbox.wire import AdjustmentRequest, UsageEvent, invalid
 from bridge.errors import SandboxError
 
@@ -70,6 +70,7 @@ class SandboxState:
         self.faults = Faults()
         self.request_count = 0
         self.adjustment_requests = 0
+        self.rate_limited = 0  # 429s answered for going over `rate_limit`
         self.requests: list[str] = []  # "GET /customers?external_id=x", newest last
         self.environment = "test"  # what GET /accounts/self says the key is for
         self.account_id = "acc_sandbox"
@@ -97,6 +98,7 @@ class SandboxState:
             self.faults = Faults()
             self.request_count = 0
             self.adjustment_requests = 0
+            self.rate_limited = 0
             self.requests.clear()
             self.environment = "test"
             self.tenants.clear()
@@ -191,10 +193,11 @@ class SandboxState:
         delay: float = 0.0,
         drop_next: int = 0,
         only: str | None = None,
+        rate_limit: float | None = None,
     ) -> None:
         """Replace the fault settings; keys left out are cleared (no arguments: no faults)."""
         faults = Faults(
-            fail_next, fail_status, rate_limit_next, retry_after, delay, drop_next, only
+            fail_next, fail_status, rate_limit_next, retry_after, delay, drop_next, only, rate_limit
         )
         check_faults(faults)
         with self._lock:
@@ -240,6 +243,14 @@ class SandboxState:
             faults = self.faults
             if not faults.applies_to(group):
                 return FaultAction()
+            wait = faults.bucket.take() if faults.bucket is not None else None
+            if wait is not None:  # over --rate-limit: 429, and no other fault counts down
+                self.rate_limited += 1
+                retry_after = faults.retry_after
+                return FaultAction(
+                    rate_limited=True,
+                    retry_after=retry_after_for(wait) if retry_after is None else retry_after,
+                )
             if faults.fail_next > 0:
                 faults.fail_next -= 1
                 return FaultAction(fail_status=faults.fail_status)
@@ -301,7 +312,8 @@ class SandboxState:
                 "usage_events": list(self.usage_events),
                 "request_count": self.request_count,
                 "adjustment_requests": self.adjustment_requests,
-                "faults": asdict(self.faults),
+                "rate_limited": self.rate_limited,
+                "faults": self.faults.settings(),
                 "tenants": {name: t.snapshot() for name, t in self.tenants.items()},
             }
 
