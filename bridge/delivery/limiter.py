@@ -14,7 +14,8 @@ The allowed rate follows AIMD (additive increase, multiplicative decrease), as T
                a 429 for a request sent before the last drop changes nothing more
     Retry-After  every request waits until then (capped at `pause_max`; a value that
                is not a number of seconds or an HTTP date is ignored)
-    success    the rate grows by `increase` requests/s every second, up to `max_rate`
+    success    the rate grows by 5% of `max_rate` (unset: of the rate before the last
+               429) every second, up to `max_rate`
     recovery   after the breaker closes (an outage ended), the rate starts at
                `decrease` x its last value and grows again, so a drained backlog
                does not meet a burst of 429s
@@ -91,8 +92,9 @@ class CredytRateLimiter:
         self._forget(now)
         if not self._sent:
             return 0.0
-        span = max(now - self._sent[0], 1.0 / max(len(self._sent), 1), 0.1)
-        return len(self._sent) / min(ACHIEVED_WINDOW, span)
+        # At least a second: a first burst of requests is not a rate it can keep up.
+        span = min(ACHIEVED_WINDOW, max(now - self._sent[0], 1.0))
+        return len(self._sent) / span
 
     def paused_for(self) -> float:
         """Seconds until Retry-After lets requests go again (0 when not paused)."""
@@ -153,7 +155,7 @@ class CredytRateLimiter:
             return  # sent at the rate already cut: one round of requests, one cut
         self._grow(now)
         before = self.rate if self.rate is not None else self.achieved_rate(now)
-        if self.rate is None:
+        if self.max_rate is None:  # no max_rate: grow by a share of the rate before
             self._reference = max(before, self.min_rate)
         self.rate = max(self.min_rate, before * self.decrease)
         self._dropped_at = now
