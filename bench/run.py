@@ -31,6 +31,7 @@ from pathlib import Path
 
 import phases_baseline
 import phases_bridge
+import phases_limits
 import report
 import wrkload
 from harness import Context, Row, Settings
@@ -41,6 +42,8 @@ BASELINE_PHASES: dict[str, Phase] = {
     "empty": phases_baseline.empty_endpoint,
     "naive-direct": phases_baseline.naive_direct,
     "naive-threadpool": phases_baseline.naive_threadpool,
+    # Credyt's rate limits (bench/phases_limits.py): each starts the stacks it needs.
+    **phases_limits.PHASES,
 }
 ALL_PHASES = [*BASELINE_PHASES, *phases_bridge.PHASES]
 
