@@ -52,7 +52,11 @@ Control endpoints (no key, never faulted) drive tests and demos over HTTP:
 
 Faults apply to API requests only (``only`` narrows them to one group: ``adjustments``,
 ``customers``, ``wallet``, ``events``, ``accounts`` or ``assets``), in this order:
-``delay`` (every answer waits that long first), then the key check, then ``fail_next``
+``delay`` (every answer waits that long first), then the key check, then
+``rate_limit`` (a token bucket of N API calls a second, a quarter second's worth
+held: a call over it is answered 429 with ``Retry-After``,
+whole seconds unless ``retry_after`` is set, changes nothing and is counted in
+``rate_limited``), then ``fail_next``
 (answer ``fail_status``, change nothing), then ``rate_limit_next`` (429 with
 ``Retry-After`` when ``retry_after`` is set, change nothing), then ``drop_next``
 (adjustment POSTs only: the request is processed as usual, then the connection closes
