@@ -3,9 +3,10 @@
 A Paddle transaction with two tax rates (a 10.00 item at 20% VAT, a 10.00 item at 5%)
 is credited on every basis (`match: all`, one account per basis, as in
 test_amounts_flow.py), then refunded one line item at a time with the adjustment's own
-`totals`; a tax-only refund takes nothing of a net credit; and the net recorded beside
-the credits survives prune. Real parts: signed webhooks to the running bridge, the Credyt
-sandbox, a real SQLite file.
+`totals`; a tax-only refund takes nothing of a net credit; a refund without a split is
+measured by the gross and adds up with the others; a chargeback and its reversal use the
+same split; and the net recorded beside the credits survives prune. Real parts: signed
+webhooks to the running bridge, the Credyt sandbox, a real SQLite file.
 """
 
 from __future__ import annotations
@@ -49,13 +50,21 @@ def two_rate_transaction(customer: str, txn_id: str) -> dict[str, Any]:
     return txn
 
 
-def refund(txn_id: str, adjustment_id: str, subtotal: int, tax: int | None) -> dict[str, Any]:
+def refund(
+    txn_id: str, adjustment_id: str, subtotal: int, tax: int | None, action: str = "refund"
+) -> dict[str, Any]:
     """An approved Paddle refund adjustment of `txn_id` with its own split (tax None: a
     total alone, no split)."""
     data: dict[str, Any] = json.loads(
         (FIXTURES / "paddle" / "adjustment.updated.data.json").read_text()
     )
-    data.update(id=adjustment_id, status="approved", transaction_id=txn_id, currency_code="EUR")
+    data.update(
+        id=adjustment_id,
+        action=action,
+        status="approved",
+        transaction_id=txn_id,
+        currency_code="EUR",
+    )
     data["totals"] = {
         **data["totals"],
         "subtotal": str(subtotal),
@@ -176,3 +185,21 @@ def test_a_refund_without_its_split_is_measured_by_the_gross_and_the_two_add_up(
     # a last refund larger than what is left takes exactly what remains, never more
     send_refund(running, refund("txn_mixed", "adj_last", 1000, 50))
     assert balances(sandbox, customer) == dict.fromkeys(ACCOUNTS, Decimal(0))
+
+
+def test_a_chargeback_and_its_reversal_use_the_same_net_split(
+    make_bridge: Callable[..., RunningBridge], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    running = start(make_bridge, sandbox, tmp_path)
+    customer = sandbox.state.add_customer(external_id="ctm_chargeback")
+    credit_two_rates(running, customer, "txn_disputed")
+    send_refund(running, refund("txn_disputed", "adj_cb", 1000, 50, action="chargeback"))
+    assert balances(sandbox, customer)["net"] == Decimal("10.00")
+    send_refund(
+        running, refund("txn_disputed", "adj_cb_won", 1000, 50, action="chargeback_reverse")
+    )
+    assert balances(sandbox, customer) == {
+        "default": Decimal("22.50"),
+        "net": Decimal("20.00"),
+        "subtotal": Decimal("20.00"),
+    }
