@@ -3,8 +3,8 @@
 Starts the Credyt sandbox and a bridge (on `config.example.yaml`, the embedded
 defaults) on free loopback ports, sends signed Stripe and Paddle webhooks (renewals, a
 duplicate, the same invoice under another event, a Stripe top-up and its refund
-reported twice, a Paddle top-up with VAT and its refund, one Credyt failure that is
-retried),
+reported twice, a Paddle top-up with VAT, what `amount: net` would credit for it (a dry
+run of the rules) and its refund, one Credyt failure that is retried),
 waits for every adjustment to be delivered, and prints the wallets and the outbox.
 Returns True when the balances are what the payments say.
 """
@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -28,6 +28,7 @@ import httpx
 from bridge.config import EXAMPLE_CONFIG
 from bridge.config.loading import load_config
 from bridge.credyt.sandbox import SandboxState, create_sandbox_app
+from bridge.operating.basis_preview import preview_basis
 from bridge.operating.tables import outbox_table
 from bridge.receiving.servers import base_url, bind_socket, make_server
 from bridge.service import Bridge
@@ -49,9 +50,11 @@ class Step:
     expect: str  # "accepted" | "duplicate"
     before: Callable[[], None] | None = None
     note: str = ""  # what to expect of it, said on its line
+    # More to say once the bridge has stored it (lines, printed under its answer).
+    explain: Callable[[], Awaitable[list[str]]] | None = None
 
 
-def _steps(alice: str, bob: str, sandbox: SandboxState) -> list[Step]:
+def _steps(alice: str, bob: str, sandbox: SandboxState, bridge: Bridge) -> list[Step]:
     now = int(time.time())
     renewal = stripe.sample_event(
         "invoice.paid",
@@ -124,7 +127,7 @@ def _steps(alice: str, bob: str, sandbox: SandboxState) -> list[Step]:
         event_id="evt_demo_txn",
         object_id="txn_demo_topup",
         customer=bob,
-        amount_minor=3600,  # 30.00 + 20% VAT: `events show` shows both, `paid` credits 36.00
+        amount_minor=3600,  # 30.00 + 20% VAT: `paid` credits 36.00, `net` would 30.00
         tax_minor=600,
         currency="EUR",
         origin="web",
@@ -177,8 +180,32 @@ def _steps(alice: str, bob: str, sandbox: SandboxState) -> list[Step]:
             "accepted",
             note="no second debit",
         ),
-        Step("Paddle top-up, EUR 36.00 incl. 6.00 VAT", "paddle", paddle_payment, "accepted"),
+        Step(
+            "Paddle top-up, EUR 36.00 incl. 6.00 VAT",
+            "paddle",
+            paddle_payment,
+            "accepted",
+            explain=lambda: _net_instead(bridge, "evt_demo_txn"),
+        ),
         Step("Paddle refund, EUR 12.00 incl. 2.00 VAT", "paddle", paddle_refund, "accepted"),
+    ]
+
+
+async def _net_instead(bridge: Bridge, event_id: str) -> list[str]:
+    """What `amount: net` would credit for the stored taxed payment `event_id`, by the
+    rule engine in dry run (bridge.operating.basis_preview): config.example.yaml keeps
+    `paid`, the documented contract."""
+    preview = await preview_basis(bridge.config, bridge.store, bridge.client, event_id, "net")
+    amounts = preview.amounts
+    if not preview.credits or amounts is None or amounts.tax is None:
+        return [f"with amount: net it would not credit: {preview.reason}"]
+    asset, net = preview.credits[0]
+    paid, tax = amounts.paid, amounts.tax
+    return [
+        f"amount: paid (config.example.yaml, the documented contract) credits {asset} {paid};",
+        "a dry run of the same stored event with amount: net (nothing sent) would credit",
+        f"{asset} {net.quantize(paid)} ({paid} less {tax} VAT): set it if you owe the tax on "
+        "top of your prices",
     ]
 
 
@@ -245,7 +272,7 @@ async def _run(folder: str, width: int | None) -> bool:
     ]
     try:
         await _until(lambda: sandbox_server.started and bridge_server.started, 10)
-        steps = _steps(alice, bob, sandbox)
+        steps = _steps(alice, bob, sandbox, bridge)
         ok = await _send_all(base_url(bridge_sock), steps)
         delivered = await _until_delivered(bridge, 30)
         ok = ok and delivered
@@ -276,6 +303,8 @@ async def _send_all(url: str, steps: list[Step]) -> bool:
             click.echo(f"{number:>2}. {step.title:<48} -> {answer:<12}  [{mark}]")
             if step.note:
                 click.echo(f"    {step.note}")
+            for line in await step.explain() if step.explain is not None else ():
+                click.echo(f"    {line}")
             await asyncio.sleep(0.2)  # let each step show its effect in order
     return ok
 

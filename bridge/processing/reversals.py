@@ -21,7 +21,13 @@ from bridge.events import Kind, PaymentEvent
 from bridge.money import encode_json, format_amount
 from bridge.processing.customers import CustomerResolver
 from bridge.processing.outcomes import failed, ignored, later, processed
-from bridge.processing.rules import PSP_TITLES, adjustment_metadata, proportional, transaction_id
+from bridge.processing.rules import (
+    PSP_TITLES,
+    adjustment_metadata,
+    minor_units,
+    proportional,
+    transaction_id,
+)
 from bridge.storage.records import Decided, InboxRow, NewAdjustment, ProcessingResult
 
 
@@ -215,14 +221,18 @@ def _reversal_of(
     counted in PSP minor units, the new total is capped at the whole payment, and the
     debit is the credit's proportion of that total minus what was already taken. So
     reversals never add up to more than the credit, and the last full refund takes
-    exactly what remains, in the credit's own decimal places."""
+    exactly what remains, in the credit's own decimal places.
+
+    The units are the gross (refunded / paid), or the net for a credit that recorded
+    the payment's net (`basis_minor`: net and subtotal credits) when the refund names
+    its own split (a Paddle adjustment's totals): refunded net / paid net."""
     ref = _reference(event)
     if not event.cumulative and any(
         a.reversal_key == ref and a.original == credit.transaction_id for a in recorded
     ):
         return None  # this refund already reversed this credit
     original = Decimal(credit.amount)
-    whole = credit.payment_amount_minor
+    whole, part, net_whole = _measure(credit, event)
     mine = [a for a in recorded if a.original == credit.transaction_id]
     # Debits made before the bridge knew any credit count against the first credit in
     # their asset.
@@ -239,15 +249,16 @@ def _reversal_of(
         and a.asset == credit.asset
     ]
     places = max(0, -event.amount.as_tuple().exponent)  # type: ignore[operator]
+    gross = credit.payment_amount_minor
     taken = -sum((Decimal(a.amount) for a in mine), Decimal(0)) + sum(
-        (proportional(original, _signed_minor(a), whole, places) for a in unknown), Decimal(0)
+        (proportional(original, _signed_minor(a), gross, places) for a in unknown), Decimal(0)
     )
     family = _family(event)
     counted = [*mine, *unknown]
-    same = sum(_signed_minor(a) for a in counted if a.family == family)
-    others = sum(_signed_minor(a) for a in counted if a.family != family)
+    same = sum(_in_units(a, whole, gross) for a in counted if a.family == family)
+    others = sum(_in_units(a, whole, gross) for a in counted if a.family != family)
     if event.kind is Kind.REVERSAL:
-        after = event.amount_minor if event.cumulative else same + event.amount_minor
+        after = part if event.cumulative else same + part
         if after <= same:
             return None
         target = proportional(original, max(0, min(whole, after + others)), whole, places)
@@ -256,24 +267,53 @@ def _reversal_of(
         if amount >= 0:
             return None  # nothing new; never turn a reversal into its opposite
     else:  # a reinstatement may arrive before its reversal: that one then counts it
-        amount = proportional(original, event.amount_minor, whole, places)
-        minor = event.amount_minor
+        amount = proportional(original, part, whole, places)
+        minor = part
         if amount <= 0:
             return None
     body = _reversal_body(rule, event, config, credit.asset, credit.account, amount, credit)
     body["metadata"]["original_transaction_id"] = credit.transaction_id
-    return _new_reversal(
-        body,
-        rule,
-        event,
-        config,
-        credit.customer_id,
-        credit.asset,
-        credit.account,
-        amount,
-        minor,
-        original=credit,
+    return replace(
+        _new_reversal(
+            body,
+            rule,
+            event,
+            config,
+            credit.customer_id,
+            credit.asset,
+            credit.account,
+            amount,
+            minor,
+            original=credit,
+        ),
+        basis_minor=net_whole,
     )
+
+
+def _measure(credit: Decided, event: PaymentEvent) -> tuple[int, int, int | None]:
+    """The whole and the part this reversal of `credit` is measured in (PSP minor units),
+    and the net whole when they are nets (None: gross). A cumulative event is a Stripe
+    total refunded so far: gross, like every refund without its own split."""
+    net_whole = credit.basis_minor
+    split = event.amounts
+    if net_whole is None or event.cumulative or split is None or split.net is None:
+        return credit.payment_amount_minor, event.amount_minor, None
+    if split.currency != event.currency:
+        return credit.payment_amount_minor, event.amount_minor, None
+    part = minor_units(split.net, event.amount)
+    if part is None or net_whole <= 0:
+        return credit.payment_amount_minor, event.amount_minor, None
+    return net_whole, part, net_whole
+
+
+def _in_units(a: Decided, whole: int, gross: int) -> int:
+    """What an earlier reversal `a` took (+) or gave back (-), in the units of `whole`:
+    it recorded its own whole (`basis_minor`, None: the credit's `gross`); one measured
+    in the other units is converted by its share of its whole (rounded half even)."""
+    mine = a.basis_minor if a.basis_minor is not None else gross
+    if mine == whole or mine <= 0:
+        return _signed_minor(a)
+    return int(proportional(Decimal(_signed_minor(a)), whole, mine))
 
 
 def _reversal_body(

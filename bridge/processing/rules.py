@@ -194,7 +194,33 @@ def build_credit(
         amount=format_amount(amount),
         payment_amount_minor=event.amount_minor,
         body=encode_json(body),
+        basis_minor=reversal_whole(spec, event),
     )
+
+
+def reversal_whole(spec: CreditSpec, event: PaymentEvent) -> int | None:
+    """What a credit's reversals are measured against when it is not the payment's gross
+    (None): the payment's net, in the PSP minor units refunds are written in, for a
+    `net` or `subtotal` credit of a payment that says its tax. A refund naming its own
+    split (a Paddle adjustment) then takes its net's share of that net. A subtotal credit
+    is measured by the net too: a refund says what it gave back without tax, never which
+    list price and discount it stood for (docs/amounts.md)."""
+    amounts = event.amounts
+    if spec.amount is not None or spec.basis == "paid" or amounts is None or amounts.net is None:
+        return None
+    if amounts.currency != event.currency:  # Adaptive Pricing: refunds are in another
+        return None
+    return minor_units(amounts.net, event.amount)
+
+
+def minor_units(value: Decimal, like: Decimal) -> int | None:
+    """`value` in minor units, with the decimal places of `like` (an amount the PSP's
+    minor units were converted from: bridge.money.to_major keeps them); None when it
+    is not a whole number of them."""
+    with localcontext() as ctx:
+        ctx.prec = 60
+        scaled = value.scaleb(-like.as_tuple().exponent)  # type: ignore[operator]
+    return int(scaled) if scaled == scaled.to_integral_value() else None
 
 
 def proportional(original: Decimal, part_minor: int, whole_minor: int, places: int = 0) -> Decimal:

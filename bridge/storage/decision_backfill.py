@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from bridge.storage.queries import Statement
-from bridge.storage.rows import DECIDED_COLUMNS, outbox_row
+from bridge.storage.rows import DECIDED_COLUMNS_V4, outbox_row
 
 # Every (id, payment key) pair the tables already know: what the v4 migration of either
 # store puts into classes.
@@ -72,7 +72,7 @@ def fill_decisions(
                 reversed_minor = r.payment_amount_minor
         inserts.append(
             (
-                f"INSERT INTO decided ({DECIDED_COLUMNS}, decided_at)"
+                f"INSERT INTO decided ({DECIDED_COLUMNS_V4}, decided_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     r.transaction_id,

@@ -19,7 +19,7 @@ from bridge.storage.rows import OUTBOX_COLUMNS
 
 log = structlog.get_logger("bridge.storage.postgres")
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 MIGRATION_LOCK = 0x637265647974  # pg_advisory_xact_lock key: "credyt"
 
 _MIGRATION_V1 = (
@@ -150,6 +150,9 @@ _MIGRATION_V6 = (
         report text NOT NULL
     )""",
 )
+# What a decision's reversals are measured against when not the payment's gross (the
+# net of a net or subtotal credit); NULL, as every row from before: the gross.
+_MIGRATION_V7 = ("ALTER TABLE decided ADD COLUMN basis_minor bigint",)
 
 # Each migration brings the schema from version N-1 to N (the same steps as the SQLite
 # store's); all run in one transaction. A step is SQL, or a function of the connection.
@@ -160,6 +163,7 @@ MIGRATIONS: dict[int, tuple[str | Callable[[psycopg.Connection[Any]], None], ...
     4: _MIGRATION_V4,
     5: _MIGRATION_V5,
     6: _MIGRATION_V6,
+    7: _MIGRATION_V7,
 }
 
 

@@ -269,7 +269,7 @@ def decided_for(ids: Sequence[str]) -> Statement:
 def insert_decided(adj: NewAdjustment, now: float) -> Statement:
     return (
         f"INSERT INTO decided ({DECIDED_COLUMNS}, decided_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (transaction_id) DO NOTHING",
         (
             adj.transaction_id,
@@ -286,6 +286,7 @@ def insert_decided(adj: NewAdjustment, now: float) -> Statement:
             adj.amount,
             adj.payment_amount_minor,
             adj.reversed_minor,
+            adj.basis_minor,
             now,
         ),
     )

@@ -66,6 +66,11 @@ class NewAdjustment:
     original: str | None = None
     reversed_minor: int = 0
     family: str | None = None
+    # What its reversals are measured against, when not the PSP payment's gross: a net
+    # or subtotal credit records the payment's net (minor units of `payment_amount_minor`'s
+    # currency), and a reversal measured by a refund's own net records that whole beside
+    # `reversed_minor` (its net). None: the gross (bridge.processing.reversals).
+    basis_minor: int | None = None
     # Why it is held for an operator (an amount limit), None: queued for delivery.
     held: str | None = None
 
@@ -89,6 +94,8 @@ class Decided:
     amount: str
     payment_amount_minor: int
     reversed_minor: int
+    # None: measured by the gross (every decision from before schema 7, too)
+    basis_minor: int | None = None
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,13 @@ OUTBOX_COLUMNS = (
     "next_attempt_at, queued_at, received_at, created_at, updated_at, delivered_at, last_status,"
     " last_error, credyt_environment, credyt_account"
 )
-DECIDED_COLUMNS = (
+# The decided table's columns as schema 4 made them (its back-fill writes these), and
+# all of them: schema 7 added basis_minor.
+DECIDED_COLUMNS_V4 = (
     "transaction_id, connector, rule, kind, payment_key, reversal_key, original, family,"
     " customer_id, asset, account, amount, payment_amount_minor, reversed_minor"
 )
+DECIDED_COLUMNS = DECIDED_COLUMNS_V4 + ", basis_minor"
 ATTEMPT_COLUMNS = "started_at, duration_ms, status_code, outcome, response"
 
 

@@ -19,12 +19,13 @@ from bridge.storage.alert_tables import ALERT_TABLES_SQLITE
 from bridge.storage.decision_backfill import KNOWN_PAYMENT_IDS, fill_decisions
 from bridge.storage.rows import OUTBOX_COLUMNS
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 RECONCILE_RUNS_TABLE = (
     "CREATE TABLE reconcile_runs (id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " connector TEXT NOT NULL, finished_at REAL NOT NULL, report TEXT NOT NULL)"
 )
+DECIDED_BASIS_COLUMN = "ALTER TABLE decided ADD COLUMN basis_minor INTEGER"
 
 
 def _migrate_v1(db: sqlite_utils.Database) -> None:
@@ -165,6 +166,13 @@ def _migrate_v6(db: sqlite_utils.Database) -> None:
     db.conn.execute(RECONCILE_RUNS_TABLE)
 
 
+def _migrate_v7(db: sqlite_utils.Database) -> None:
+    # What a decision's reversals are measured against when it is not the payment's
+    # gross: the net of a net or subtotal credit, so a refund's own tax split is used.
+    # Rows from before stay NULL: measured by the gross, as they were.
+    db.conn.execute(DECIDED_BASIS_COLUMN)
+
+
 def _autoincrement(conn: sqlite3.Connection, table: str) -> None:
     (create,) = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
@@ -201,6 +209,7 @@ MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     4: _migrate_v4,
     5: _migrate_v5,
     6: _migrate_v6,
+    7: _migrate_v7,
 }
 
 

@@ -43,6 +43,14 @@ def test_demo_explains_each_step_and_keeps_what_it_says() -> None:
         assert "200 duplicate" in step(2)[0] and step(2)[1].strip() == "no new credit"
         assert step(3)[1].strip() == "same payment: no new credit"
         assert "injected" in step(5)[1] and "retries" in step(5)[1]
+        # the taxed Paddle top-up: credited by `paid` (the example config's contract),
+        # and what `amount: net` would credit for it, by a dry run of the rules
+        at = lines.index(step(9)[0])
+        said = " ".join(line.strip() for line in lines[at + 1 : at + 4])
+        assert (
+            "amount: paid (config.example.yaml, the documented contract) credits EUR 36.00" in said
+        )
+        assert "amount: net (nothing sent) would credit EUR 30.00 (36.00 less 6.00 VAT)" in said
         header = next(line for line in lines if line.startswith("step "))
         assert header.split()[:3] == ["step", "id", "status"] and "attempts" in header
         rows = {
