@@ -1,9 +1,10 @@
 """The end-to-end phases: receipt -> 201 at a fixed rate, its CPU cost, and saturation.
 
-Each run starts a fresh stack (stacks.py), sends signed webhooks on loadgen's open loop
-and reads, from the sandbox's record of the 201s it answered (bridge_contract's
-`sandbox_arrivals`), when each webhook's adjustment arrived; its latency runs from the
-webhook's due send time to that arrival.
+Each run starts a fresh stack (stacks.py), warms it up at the run's rate (not
+measured), sends signed webhooks on loadgen's open loop and reads, from the sandbox's
+record of the 201s it answered (bridge_contract's `sandbox_arrivals`), when each
+webhook's adjustment arrived; its latency runs from the webhook's due send time to
+that arrival.
 
 - cost: at a fixed moderate rate (200/s), the CPU seconds of the `serve` process
   (utime + stime from /proc, sampled every 0.25 s) over the steady part of the run
@@ -11,9 +12,10 @@ webhook's due send time to that arrival.
   beside the floor of one payment (CPU of one empty request + of one bare httpx POST,
   both at the same rate, measured by the floor phases of the same run). The same run
   gives receipt -> 201 p50/p99 and the answer's p99 at that rate.
-- saturation: short steps at rising fixed rates until receipt -> 201 p99 reaches
-  100 ms (or a delivery is missing), one refining step between the last rate that
-  held and the first that did not, then the p99 at half the rate found.
+- saturation: short steps at rising fixed rates (100, 200, 300, 400, 600, 800, ...)
+  until receipt -> 201 p99 reaches 100 ms (or a delivery is missing), one refining step
+  between the last rate that held and the first that did not, then the p99 at half the
+  rate found. When even the first step fails, the rate halves down to 25/s.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ import cpu
 import measure
 from harness import Context, Row, micros, millis, per_second, ratio
 from loadgen import LoadResult, percentile
-from presign import presign
+from presign import SignedRequests, presign
 from stacks import Stack, stack
 
 STEADY_SKIP, STEADY_TAIL = 0.2, 0.1  # shares of a cost run left out at its start and end
+MIN_RATE = 25  # the saturation search halves below its first rate down to this
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Deliveries:
     rate: float
     sent: LoadResult
     latencies_ms: list[float]
+    arrivals: list[float]  # time.time() of each measured webhook's 201 at the sandbox
     missing: int  # webhooks whose adjustment the sandbox never recorded (in the wait)
 
     @property
@@ -59,21 +63,32 @@ class Deliveries:
         return f"{len(self.latencies_ms):,} adjustments; max {millis(max(self.latencies_ms))}"
 
 
-def deliver(ctx: Context, run: Stack, rate: float, duration: float, prefix: str) -> Deliveries:
-    """`rate`/s webhooks for `duration` s, then up to `wait` s for their adjustments."""
+def _send(
+    ctx: Context, run: Stack, rate: float, duration: float, prefix: str
+) -> tuple[SignedRequests, LoadResult]:
+    """`rate`/s webhooks for `duration` s; returns once their adjustments are delivered, or
+    after a bounded wait (what is still missing then is counted by the caller)."""
     signed = presign(max(1, round(rate * duration)), secret=ctx.settings.secret, prefix=prefix)
+    before = bc.outbox_counts(run.bridge.url).get("delivered", 0)
     sent = measure.open_loop(ctx, run.bridge, signed, rate, duration)
     try:
-        bc.wait_for_outbox(run.bridge.url, "delivered", sent.ok, timeout=10 + duration)
+        bc.wait_for_outbox(run.bridge.url, "delivered", before + sent.ok, timeout=10 + duration)
     except TimeoutError:
-        pass  # counted as missing below
+        pass
+    return signed, sent
+
+
+def deliver(ctx: Context, run: Stack, rate: float, duration: float, prefix: str) -> Deliveries:
+    """After a warm-up at the same rate (its own event ids, not measured: a bridge in
+    service is warm), `rate`/s webhooks for `duration` s and when each one's 201 came."""
+    _send(ctx, run, rate, ctx.settings.warmup_s, prefix=f"w{prefix}")
+    signed, sent = _send(ctx, run, rate, duration, prefix)
     arrivals = bc.sandbox_arrivals(run.sandbox.url)
-    latencies = [
-        (arrivals[signed.event_id(k)] - (sent.start_wall + k / rate)) * 1000
-        for k in range(len(signed))
-        if signed.event_id(k) in arrivals
-    ]
-    return Deliveries(rate, sent, latencies, len(signed) - len(latencies))
+    found = ((k, arrivals.get(signed.event_id(k))) for k in range(len(signed)))
+    arrived = [(k, at) for k, at in found if at is not None]
+    latencies = [(at - (sent.start_wall + k / rate)) * 1000 for k, at in arrived]
+    times = [at for _, at in arrived]
+    return Deliveries(rate, sent, latencies, times, len(signed) - len(latencies))
 
 
 def _floor_cpu(ctx: Context, rate: int) -> float | None:
@@ -94,12 +109,16 @@ def cost(ctx: Context) -> None:
     with stack(ctx, "cost") as run, cpu.CpuSampler(run.bridge.pid) as sampler:
         done = deliver(ctx, run, rate, duration, prefix="cost")
     start = done.sent.start_wall
-    wall, cpu_s = sampler.between(
-        start + STEADY_SKIP * duration, start + (1 - STEADY_TAIL) * duration
-    )
-    per_payment = cpu_s / (rate * wall)
+    steady = (start + STEADY_SKIP * duration, start + (1 - STEADY_TAIL) * duration)
+    wall, cpu_s = sampler.between(*steady)
+    due = rate * wall
+    per_payment = cpu_s / due
+    delivered = sum(steady[0] <= at <= steady[1] for at in done.arrivals)
+    steady_note = f"{delivered:,} of {due:,.0f} due delivered in it"
+    if delivered < 0.9 * due:  # behind: the CPU went on receiving, the rest is still queued
+        steady_note += " (fell behind: not a steady state, so no verdict)"
     floor = _floor_cpu(ctx, rate)
-    share = per_payment / floor if floor else None
+    share = per_payment / floor if floor and delivered >= 0.9 * due else None
     ctx.figures["bridge.cpu_per_payment"] = per_payment
     floor_note = (
         f"floor {micros(floor)} = empty request {micros(ctx.figures[f'empty.cpu@{rate}'])} + "
@@ -115,7 +134,8 @@ def cost(ctx: Context) -> None:
             micros(per_payment),
             "<= 1.5x floor",
             None if share is None else share <= 1.5,
-            f"serve utime+stime {cpu_s:.2f} s over {wall:.1f} s steady; {floor_note}",
+            f"serve utime+stime {cpu_s:.2f} s over {wall:.1f} s steady, {steady_note}; "
+            + floor_note,
             ratio=ratio(per_payment, floor, "floor"),
         ),
         Row(
@@ -161,8 +181,14 @@ def _search(ctx: Context) -> tuple[int | None, list[Deliveries]]:
         held = rate
         if time.monotonic() > budget:
             break
+    while held is None and failed is not None and failed > MIN_RATE:  # even the first failed
+        failed //= 2
+        step = _step(ctx, failed, settings.saturation_step_s)
+        steps.append(step)
+        if _holds(ctx, step):
+            held, failed = failed, failed * 2
     if held is not None and failed is not None:
-        middle = round((held + failed) / 2 / 50) * 50
+        middle = round((held + failed) / 2 / 25) * 25
         if held < middle < failed:
             step = _step(ctx, middle, settings.saturation_step_s)
             steps.append(step)
