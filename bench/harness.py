@@ -24,7 +24,7 @@ class Settings:
     growth_sizes: tuple[int, int]
     cost_s: float = 20
     saturation_step_s: float = 5
-    bare_posts: int = 5_000
+    bare_posts: int = 3_000
     fixed_rates: tuple[int, ...] = (500, 2000)
     e2e_rate: int = 500
     cost_rate: int = 200  # the moderate rate of the cost phase and of the floors beside it

@@ -82,7 +82,7 @@ def _measure(
                     millis(fixed.p99_ms),
                     note=f"p50 {millis(fixed.p50_ms)}; "
                     f"CPU {micros(cpu_s / max(1, fixed.ok))}/request; " + measure.load_note(fixed),
-                    ratio=ratio(fixed.p99_ms, ctx.figures.get(f"empty.p99@{rate}"), "empty")
+                    ratio=ratio(fixed.p99_ms, ctx.figures.get(f"empty.p99@{rate}"), "empty p99")
                     if empty_rps
                     else "",
                 )

@@ -151,9 +151,9 @@ def end_to_end(ctx: Context) -> None:
         Row(
             "bridge end to end",
             f"receipt -> 201, p50 / p99 at {rate}/s",
-            f"{millis(done.p50_ms)} / {millis(done.p99_ms)}",
+            done.p50_p99(),
             note=done.summary(),
-            ratio=ratio(done.p99_ms, ctx.figures.get(f"empty.p99@{rate}"), "empty p99"),
+            ratio=done.p99_ratio(ctx.figures.get(f"empty.p99@{rate}"), "empty p99"),
         )
     )
 

@@ -57,6 +57,14 @@ class Deliveries:
         padded = [*self.latencies_ms, *([float("inf")] * self.missing)]
         return percentile(padded, 99)
 
+    def p50_p99(self) -> str:
+        """ "p50 / p99", the p99 as "not all delivered" while some adjustment is missing."""
+        p99 = "not all delivered" if self.missing else millis(self.p99_ms)
+        return f"{millis(self.p50_ms)} / {p99}"
+
+    def p99_ratio(self, floor: float | None, floor_name: str) -> str:
+        return "" if self.missing else ratio(self.p99_ms, floor, floor_name)
+
     def summary(self) -> str:
         if self.missing:
             return f"{self.missing} of {self.sent.sent:,} not delivered in the wait"
@@ -141,11 +149,11 @@ def cost(ctx: Context) -> None:
         Row(
             "bridge latency",
             f"receipt -> 201, p50 / p99 at {rate}/s",
-            f"{millis(done.p50_ms)} / {millis(done.p99_ms)}",
+            done.p50_p99(),
             "p99 <= 20 ms",
             done.p99_ms <= 20,
             done.summary(),
-            ratio=ratio(done.p99_ms, empty_p99, "empty p99"),
+            ratio=done.p99_ratio(empty_p99, "empty p99"),
         ),
         Row(
             "bridge latency",
@@ -188,7 +196,8 @@ def _search(ctx: Context) -> tuple[int | None, list[Deliveries]]:
         if _holds(ctx, step):
             held, failed = failed, failed * 2
     if held is not None and failed is not None:
-        middle = round((held + failed) / 2 / 25) * 25
+        grain = 25 if held >= 100 else 5
+        middle = (held + failed) // 2 // grain * grain
         if held < middle < failed:
             step = _step(ctx, middle, settings.saturation_step_s)
             steps.append(step)
@@ -225,10 +234,10 @@ def saturation(ctx: Context) -> None:
         Row(
             "bridge saturation",
             f"receipt -> 201, p50 / p99 at half of it ({half:,}/s)",
-            f"{millis(done.p50_ms)} / {millis(done.p99_ms)}",
+            done.p50_p99(),
             "p99 <= 50 ms",
             done.p99_ms <= 50,
             done.summary(),
-            ratio=ratio(done.p99_ms, empty_p99, empty_name),
+            ratio=done.p99_ratio(empty_p99, empty_name),
         )
     )
