@@ -174,8 +174,9 @@ def _holds(ctx: Context, step: Deliveries) -> bool:
     return not step.missing and step.p99_ms < ctx.settings.saturation_p99_ms
 
 
-def _search(ctx: Context) -> tuple[int | None, list[Deliveries]]:
-    """The highest step rate that held, after one refining step; and every step run."""
+def _search(ctx: Context) -> tuple[int | None, bool, list[Deliveries]]:
+    """The highest step rate that held (after one refining step), whether any step
+    failed at all (if not, the rate found is a lower bound), and every step run."""
     settings, steps = ctx.settings, []
     budget = time.monotonic() + 30 * settings.saturation_step_s  # bounded whatever happens
     held: int | None = None
@@ -202,22 +203,21 @@ def _search(ctx: Context) -> tuple[int | None, list[Deliveries]]:
             step = _step(ctx, middle, settings.saturation_step_s)
             steps.append(step)
             held = middle if _holds(ctx, step) else held
-    return held, steps
+    return held, failed is not None, steps
 
 
 def saturation(ctx: Context) -> None:
     limit = ctx.settings.saturation_p99_ms
-    held, steps = _search(ctx)
+    held, bounded, steps = _search(ctx)
     trail = ", ".join(
         f"{s.rate:,.0f}/s: {'missing' if s.missing else millis(s.p99_ms)}" for s in steps
     )
     floor = _floor_cpu(ctx, ctx.settings.cost_rate)
-    top = held is not None and held == max(ctx.settings.saturation_rates)
     ctx.add(
         Row(
             "bridge saturation",
             f"highest rate with receipt -> 201 p99 < {limit:.0f} ms",
-            "none" if held is None else per_second(held) + (" or more" if top else ""),
+            "none" if held is None else per_second(held) + ("" if bounded else " or more"),
             note=f"steps of {ctx.settings.saturation_step_s:g} s, p99 {trail}; "
             "ratio: against 1 / (floor CPU per payment), one core's rate at the floor",
             ratio=ratio(held, 1 / floor if floor else None, "floor rate") if held else "",
