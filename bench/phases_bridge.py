@@ -1,4 +1,4 @@
-"""The bridge phases: ingest, fixed rates, end to end, drain, growth.
+"""The bridge phases: ingest, fixed rates, end to end, cost, saturation, drain, growth.
 
 Each phase starts a fresh stack: `credyt-bridge sandbox` and `credyt-bridge serve
 --config <tmp config> --host 127.0.0.1 --port P`, each its own subprocess on loopback,
@@ -10,13 +10,15 @@ with a fresh database. What they measure:
   p50/p99, and the bridge's peak RSS;
 - fixed rates: p99 at 500/s and 2,000/s (Python open loop), one fresh stack per rate;
 - end to end: p50/p99 from a webhook's due send time to the sandbox recording (and
-  answering 201 to) its adjustment, at 500/s;
+  answering 201 to) its adjustment, at 500/s (the machinery, and the cost and
+  saturation phases built on it, are in phases_latency.py);
 - drain: a backlog of pending adjustments (50,000; made by letting the sandbox refuse
   every delivery with a 400, then `outbox retry --dead`) delivered by a restarted
   bridge to a healthy sandbox: adjustments/s;
 - growth: the cost of the deliverer's claim and of `events list` with 1,000 and with
   1,000,000 finished rows (seeded straight into the schema).
 
+Each figure with a floor of the same run (phases_baseline.py) carries its ratio to it.
 How the harness talks to the bridge lives in bridge_contract.py.
 """
 
