@@ -22,8 +22,14 @@ class Settings:
     e2e_s: float
     drain_backlog: int
     growth_sizes: tuple[int, int]
+    cost_s: float = 20
+    saturation_step_s: float = 5
+    bare_posts: int = 3_000
     fixed_rates: tuple[int, ...] = (500, 2000)
     e2e_rate: int = 500
+    cost_rate: int = 200  # the moderate rate of the cost phase and of the floors beside it
+    saturation_rates: tuple[int, ...] = (100, 200, 300, 400, 600, 800, 1000, 1200, 1600)
+    saturation_p99_ms: float = 100
     connections: int = 32
     wrk_threads: int = 1
     use_wrk: bool = True
@@ -42,6 +48,9 @@ class Settings:
                 e2e_s=2,
                 drain_backlog=2_000,
                 growth_sizes=(1_000, 20_000),
+                cost_s=4,
+                saturation_step_s=1.5,
+                bare_posts=1_000,
                 connections=connections,
                 wrk_threads=wrk_threads,
                 use_wrk=use_wrk,
@@ -62,7 +71,8 @@ class Settings:
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the result table. `met` is None when the figure has no target."""
+    """One line of the result table. `met` is None when the figure has no target; `ratio`
+    is the figure against its floor of the same run (e.g. "0.31x empty"), "" if none."""
 
     phase: str
     measure: str
@@ -70,6 +80,7 @@ class Row:
     target: str = ""
     met: bool | None = None
     note: str = ""
+    ratio: str = ""
 
 
 @dataclass
@@ -92,6 +103,17 @@ class Context:
 
     def add(self, *rows: Row) -> None:
         self.rows.extend(rows)
+
+
+def ratio(value: float | None, floor: float | None, floor_name: str) -> str:
+    """`value` as a multiple of `floor` ("0.31x empty"); "" when either is missing."""
+    if value is None or not floor:
+        return ""
+    return f"{value / floor:.2f}x {floor_name}"
+
+
+def micros(seconds: float) -> str:
+    return f"{seconds * 1e6:,.0f} µs"
 
 
 def per_second(value: float) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 
+import cpu
 import loadgen
 import wrkload
 from harness import Context
@@ -66,12 +67,19 @@ def warm_up(ctx: Context, server: Server, prefix: str) -> LoadResult:
     return _blast(ctx, server, signed, ctx.settings.warmup_s, mode="cycle")
 
 
-def full_speed(ctx: Context, server: Server, prefix: str = "full") -> LoadResult:
+def full_speed_cpu(ctx: Context, server: Server, prefix: str = "full") -> tuple[LoadResult, float]:
+    """The full-speed run and the server's CPU seconds during it (warm-up left out)."""
     warm = warm_up(ctx, server, prefix)
     duration = ctx.settings.full_speed_s
     count = min(MAX_PRESIGNED, max(20_000, round(2 * warm.rps * duration)))
     signed = presign(count, secret=ctx.settings.secret, prefix=prefix)
-    return _blast(ctx, server, signed, duration, mode="stop")
+    began = cpu.cpu_seconds(server.pid)
+    result = _blast(ctx, server, signed, duration, mode="stop")
+    return result, cpu.cpu_seconds(server.pid) - began
+
+
+def full_speed(ctx: Context, server: Server, prefix: str = "full") -> LoadResult:
+    return full_speed_cpu(ctx, server, prefix)[0]
 
 
 def open_loop(
@@ -81,12 +89,21 @@ def open_loop(
     return loadgen.run(loadgen.open_loop(HOST, server.port, requests, rate=rate, duration=duration))
 
 
-def fixed_rate(ctx: Context, server: Server, rate: int, prefix: str | None = None) -> LoadResult:
+def fixed_rate_cpu(
+    ctx: Context, server: Server, rate: int, prefix: str | None = None
+) -> tuple[LoadResult, float]:
+    """The fixed-rate run and the server's CPU seconds during it."""
     duration = ctx.settings.fixed_s
     signed = presign(
         round(rate * duration), secret=ctx.settings.secret, prefix=prefix or f"r{rate}x"
     )
-    return open_loop(ctx, server, signed, rate, duration)
+    began = cpu.cpu_seconds(server.pid)
+    result = open_loop(ctx, server, signed, rate, duration)
+    return result, cpu.cpu_seconds(server.pid) - began
+
+
+def fixed_rate(ctx: Context, server: Server, rate: int, prefix: str | None = None) -> LoadResult:
+    return fixed_rate_cpu(ctx, server, rate, prefix)[0]
 
 
 def load_note(result: LoadResult) -> str:

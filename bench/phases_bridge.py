@@ -1,4 +1,4 @@
-"""The bridge phases: ingest, fixed rates, end to end, drain, growth.
+"""The bridge phases: ingest, fixed rates, end to end, cost, saturation, drain, growth.
 
 Each phase starts a fresh stack: `credyt-bridge sandbox` and `credyt-bridge serve
 --config <tmp config> --host 127.0.0.1 --port P`, each its own subprocess on loopback,
@@ -10,13 +10,15 @@ with a fresh database. What they measure:
   p50/p99, and the bridge's peak RSS;
 - fixed rates: p99 at 500/s and 2,000/s (Python open loop), one fresh stack per rate;
 - end to end: p50/p99 from a webhook's due send time to the sandbox recording (and
-  answering 201 to) its adjustment, at 500/s;
+  answering 201 to) its adjustment, at 500/s (the machinery, and the cost and
+  saturation phases built on it, are in phases_latency.py);
 - drain: a backlog of pending adjustments (50,000; made by letting the sandbox refuse
   every delivery with a 400, then `outbox retry --dead`) delivered by a restarted
   bridge to a healthy sandbox: adjustments/s;
 - growth: the cost of the deliverer's claim and of `events list` with 1,000 and with
   1,000,000 finished rows (seeded straight into the schema).
 
+Each figure with a floor of the same run (phases_baseline.py) carries its ratio to it.
 How the harness talks to the bridge lives in bridge_contract.py.
 """
 
@@ -24,57 +26,23 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import bridge_contract as bc
 import loadgen
 import measure
-import procs
-from harness import Context, Row, mebibytes, millis, per_second
-from loadgen import LoadResult, percentile
+import phases_latency
+from harness import Context, Row, mebibytes, millis, per_second, ratio
+from loadgen import LoadResult
 from presign import presign
 from procs import HOST, Server
+from stacks import stack
 
 NeedsBridge = bc.NeedsBridge
 bridge_missing = bc.bridge_missing
 
 CLAIM_LIMIT = 32  # the deliverer claims up to its concurrency (credyt.concurrency: 32)
-
-
-@dataclass
-class Stack:
-    bridge: Server
-    sandbox: Server
-    config: Path
-    database: Path
-
-
-@contextmanager
-def stack(ctx: Context, name: str, database: Path | None = None) -> Iterator[Stack]:
-    """A sandbox and a bridge (fresh database unless given) on free loopback ports."""
-    workdir = ctx.subdir(name)
-    database = database or workdir / "bridge.db"
-    sandbox_port, bridge_port = procs.free_port(), procs.free_port()
-    with procs.running(
-        f"{name}-sandbox",
-        bc.sandbox_argv(sandbox_port),
-        sandbox_port,
-        ctx.log_dir,
-        ready_path=bc.SANDBOX_READY_PATH,
-    ) as sandbox:
-        config = workdir / "bridge.yaml"
-        config.write_text(bc.config_text(database, sandbox.url, ctx.settings.secret))
-        with procs.running(
-            f"{name}-bridge",
-            bc.serve_argv(config, bridge_port),
-            bridge_port,
-            ctx.log_dir,
-            ready_path=bc.BRIDGE_READY_PATH,
-        ) as bridge:
-            yield Stack(bridge, sandbox, config, database)
 
 
 # PLANNED: each phase's rows (measure, target), so that a skipped phase still shows them.
@@ -87,6 +55,15 @@ PLANNED: dict[str, list[tuple[str, str]]] = {
     ],
     "fixed": [("p99 at 500/s", ""), ("p99 at 2,000/s", "<= 15 ms")],
     "e2e": [("receipt -> 201, p50 / p99 at 500/s", "")],
+    "cost": [
+        ("CPU per payment at 200/s", "<= 1.5x floor"),
+        ("receipt -> 201, p50 / p99 at 200/s", "p99 <= 20 ms"),
+        ("answer p99 at 200/s", ""),
+    ],
+    "saturation": [
+        ("highest rate with receipt -> 201 p99 < 100 ms", ""),
+        ("receipt -> 201, p50 / p99 at half of it", "p99 <= 50 ms"),
+    ],
     "drain": [("backlog delivered", ">= 2,000/s")],
     "growth": [
         ("claim, 1,000 finished rows", ""),
@@ -121,6 +98,7 @@ def ingest(ctx: Context) -> None:
             ">= 8,000/s",
             full.rps >= 8000,
             note,
+            ratio=ratio(full.rps, ceiling, "empty"),
         ),
         Row(
             phase,
@@ -135,6 +113,7 @@ def ingest(ctx: Context) -> None:
             "p50 / p99, full speed",
             f"{millis(full.p50_ms)} / {millis(full.p99_ms)}",
             note=f"{ctx.settings.connections} connections",
+            ratio=ratio(full.p99_ms, ctx.figures.get("empty.p99_full"), "empty p99"),
         ),
         Row(
             phase,
@@ -161,31 +140,22 @@ def fixed_rates(ctx: Context) -> None:
                 target,
                 met,
                 f"p50 {millis(result.p50_ms)}; {note}",
+                ratio=ratio(result.p99_ms, ctx.figures.get(f"empty.p99@{rate}"), "empty p99"),
             )
         )
 
 
 def end_to_end(ctx: Context) -> None:
     rate, duration = ctx.settings.e2e_rate, ctx.settings.e2e_s
-    signed = presign(round(rate * duration), secret=ctx.settings.secret, prefix="e2e")
     with stack(ctx, "e2e") as run:
-        sent = measure.open_loop(ctx, run.bridge, signed, rate, duration)
-        bc.wait_for_outbox(run.bridge.url, "delivered", sent.ok, timeout=60 + duration)
-        arrivals = bc.sandbox_arrivals(run.sandbox.url)
-    latencies = [
-        (arrivals[signed.event_id(k)] - (sent.start_wall + k / rate)) * 1000
-        for k in range(len(signed))
-        if signed.event_id(k) in arrivals
-    ]
-    missing = len(signed) - len(latencies)
+        done = phases_latency.deliver(ctx, run, rate, duration, prefix="e2e")
     ctx.add(
         Row(
             "bridge end to end",
             f"receipt -> 201, p50 / p99 at {rate}/s",
-            f"{millis(percentile(latencies, 50))} / {millis(percentile(latencies, 99))}",
-            note=f"{missing} not delivered"
-            if missing
-            else f"{len(latencies):,} adjustments; max {millis(max(latencies, default=0))}",
+            done.p50_p99(),
+            note=done.summary(),
+            ratio=done.p99_ratio(ctx.figures.get(f"empty.p99@{rate}"), "empty p99"),
         )
     )
 
@@ -227,6 +197,7 @@ def drain(ctx: Context) -> None:
             rate >= 2000,
             f"{backlog:,} pending adjustments; {first:,} delivered before the first poll; "
             f"peak RSS {mebibytes(run.bridge.peak_rss_mb)}",
+            ratio=ratio(rate, ctx.figures.get("bare.rate"), "bare POST"),
         )
     )
 
@@ -299,6 +270,8 @@ PHASES: dict[str, Callable[[Context], None]] = {
     "ingest": ingest,
     "fixed": fixed_rates,
     "e2e": end_to_end,
+    "cost": phases_latency.cost,
+    "saturation": phases_latency.saturation,
     "drain": drain,
     "growth": growth,
 }

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harness import Row
 
-HEADERS = ("phase", "measure", "figure", "target", "met?", "note")
+HEADERS = ("phase", "measure", "figure", "ratio", "target", "met?", "note")
 
 
 def _met(row: Row) -> str:
@@ -17,10 +17,19 @@ def _met(row: Row) -> str:
 
 
 def _cells(row: Row) -> tuple[str, ...]:
-    return (row.phase, row.measure, row.figure, row.target or "-", _met(row), row.note)
+    cells = (row.phase, row.measure, row.figure, row.ratio or "-", row.target or "-")
+    return (*cells, _met(row), row.note)
 
 
-def table(rows: Sequence[Row]) -> str:
+def machine_line(machine: dict[str, str]) -> str:
+    """Where the figures come from, above the table."""
+    return (
+        f"machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}, "
+        f"{machine['system']}, {machine['date']}, load {machine['load']} at the start"
+    )
+
+
+def table(rows: Sequence[Row], machine: dict[str, str] | None = None) -> str:
     lines = [HEADERS, *(_cells(row) for row in rows)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(HEADERS) - 1)]
     out = []
@@ -29,9 +38,12 @@ def table(rows: Sequence[Row]) -> str:
         out.append(" | ".join([*padded, line[-1]]).rstrip())
         if index == 0:
             out.append("-+-".join("-" * width for width in widths) + "-+-" + "-" * 4)
-    return "\n".join(out)
+    top = [machine_line(machine)] if machine else []
+    return "\n".join([*top, *out])
 
 
-def write_json(rows: Sequence[Row], figures: dict[str, float], path: Path) -> None:
-    payload = {"rows": [asdict(row) for row in rows], "figures": figures}
+def write_json(
+    rows: Sequence[Row], figures: dict[str, float], path: Path, machine: dict[str, str]
+) -> None:
+    payload = {"machine": machine, "rows": [asdict(row) for row in rows], "figures": figures}
     path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -4,12 +4,18 @@ Starts every server under test as its own subprocess on a free 127.0.0.1 port, l
 it from this process (wrk, or the Python generators), and prints one table:
 phase | measure | figure | target | met?. Phases, in order:
 
-- empty, naive-direct, naive-threadpool: the ceiling (bench/baselines.py): an empty
-  Starlette endpoint and a naive one-transaction-per-webhook SQLite endpoint on the same
-  server stack: requests/s, p50/p99 at full speed, p99 at 500/s and 2,000/s, peak RSS;
-- ingest, fixed, e2e, drain, growth: the bridge against its targets
-  (bench/phases_bridge.py); skipped, with the reason, while `credyt-bridge serve` and
-  `credyt-bridge sandbox` do not exist.
+- empty, naive-direct, naive-threadpool, bare-post: the floors (bench/baselines.py,
+  bench/bare_post.py): an empty Starlette endpoint and a naive one-transaction-per-webhook
+  SQLite endpoint on the same server stack (requests/s, p50/p99 at full speed, CPU per
+  request, p99 at fixed rates, peak RSS), and bare httpx POSTs to the Credyt sandbox
+  (posts/s, CPU per POST);
+- ingest, fixed, e2e, cost, saturation, drain, growth: the bridge against its targets
+  (bench/phases_bridge.py, bench/phases_latency.py); skipped, with the reason, while
+  `credyt-bridge serve` and `credyt-bridge sandbox` do not exist.
+
+Every figure with a floor measured in the same run also shows its ratio to it (the
+`ratio` column), so runs on different machines compare; the machine is printed above
+the table.
 
 `--quick` makes every phase a few seconds long (smoke test); the full run takes a few
 minutes per phase. All traffic stays on 127.0.0.1 and every load is bounded in count
@@ -29,6 +35,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cpu
 import phases_baseline
 import phases_bridge
 import phases_limits
@@ -42,10 +49,12 @@ BASELINE_PHASES: dict[str, Phase] = {
     "empty": phases_baseline.empty_endpoint,
     "naive-direct": phases_baseline.naive_direct,
     "naive-threadpool": phases_baseline.naive_threadpool,
-    # Credyt's rate limits (bench/phases_limits.py): each starts the stacks it needs.
-    **phases_limits.PHASES,
+    "bare-post": phases_baseline.bare_post,
 }
-ALL_PHASES = [*BASELINE_PHASES, *phases_bridge.PHASES]
+# Credyt's rate limits (bench/phases_limits.py): last, each starts the stacks it needs.
+LIMIT_PHASES: dict[str, Phase] = dict(phases_limits.PHASES)
+OWN_STACK_PHASES: dict[str, Phase] = {**BASELINE_PHASES, **LIMIT_PHASES}
+ALL_PHASES = [*BASELINE_PHASES, *phases_bridge.PHASES, *LIMIT_PHASES]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -87,7 +96,7 @@ def run_phase(ctx: Context, name: str, bridge_reason: str | None) -> bool:
     if is_bridge and bridge_reason:
         ctx.add(*_planned_rows(name, "skipped", f"needs the bridge: {bridge_reason}"))
         return True
-    phase = phases_bridge.PHASES[name] if is_bridge else BASELINE_PHASES[name]
+    phase = phases_bridge.PHASES[name] if is_bridge else OWN_STACK_PHASES[name]
     began = time.monotonic()
     print(f"-- {name} ...", file=sys.stderr, flush=True)
     try:
@@ -114,14 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="credyt-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = Context(settings, workdir)
+    machine = cpu.machine()
     print(environment(), file=sys.stderr)
     wanted = [name for name in ALL_PHASES if name in args.phases]
     needs_bridge = any(name in phases_bridge.PHASES for name in wanted)
     bridge_reason = phases_bridge.bridge_missing() if needs_bridge else None
     ok = all([run_phase(ctx, name, bridge_reason) for name in wanted])
-    print(report.table(ctx.rows))
+    print(report.table(ctx.rows, machine))
     if args.json:
-        report.write_json(ctx.rows, ctx.figures, args.json)
+        report.write_json(ctx.rows, ctx.figures, args.json, machine)
     if ok and args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     elif not ok:
