@@ -215,7 +215,9 @@ def _reversal_of(
     counted in PSP minor units, the new total is capped at the whole payment, and the
     debit is the credit's proportion of that total minus what was already taken. So
     reversals never add up to more than the credit, and the last full refund takes
-    exactly what remains, in the credit's own decimal places."""
+    exactly what remains, in the credit's own decimal places. The total may be below
+    zero while a reinstatement waits for its reversal (see below): the target follows
+    it there, so every event's share is counted whatever the order."""
     ref = _reference(event)
     if not event.cumulative and any(
         a.reversal_key == ref and a.original == credit.transaction_id for a in recorded
@@ -250,7 +252,12 @@ def _reversal_of(
         after = event.amount_minor if event.cumulative else same + event.amount_minor
         if after <= same:
             return None
-        target = proportional(original, max(0, min(whole, after + others)), whole, places)
+        # No floor at zero: a reinstatement recorded before its reversal credited back
+        # in full, so `taken` (and the net PSP count) is below zero until that reversal
+        # arrives, and a refund in between must take only its own share from there. A
+        # floor made that refund take the reinstatement back and the next one nothing,
+        # whose units the reversal's own target then never counted.
+        target = proportional(original, min(whole, after + others), whole, places)
         amount = -(target - taken)
         minor = after - same
         if amount >= 0:
