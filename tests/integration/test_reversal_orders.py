@@ -30,7 +30,12 @@ from tests.helpers.exactly_once import STRIPE
 from tests.helpers.histories import Dispute, Refund, Story
 
 
-def story(debits: list[str], wins: list[str]) -> Story:
+def story(
+    debits: list[str],
+    wins: list[str],
+    refunds: tuple[int, ...] = (1, 1),
+    disputed: int = 1530,
+) -> Story:
     """The falsifying example: a EUR 15.32 top-up, two 0.01 refunds (the first via
     pending), a charge.refunded after each, and a won dispute of the 15.30 left."""
     return Story(
@@ -38,8 +43,8 @@ def story(debits: list[str], wins: list[str]) -> Story:
         1532,
         "EUR",
         False,
-        [Refund(1, True, True), Refund(1, True, False)],
-        Dispute(1530, True),
+        [Refund(amount, True, number == 0) for number, amount in enumerate(refunds)],
+        Dispute(disputed, True),
         {"charge_refunded_all": True, "dispute_debits": debits, "dispute_wins": wins},
     )
 
@@ -114,19 +119,55 @@ def balances(adjustments: list[OutboxRow], customer: str) -> dict[str, Decimal]:
     return totals
 
 
-@pytest.mark.parametrize(
-    ("refunds", "debits", "wins"),
-    [
-        ("charge_refunded", ["charge.dispute.funds_withdrawn"], ["charge.dispute.closed"]),
-        ("refund_events", ["charge.dispute.created"], ["charge.dispute.funds_reinstated"]),
-    ],
-)
-def test_every_order_of_two_refunds_and_a_won_dispute_leaves_the_refunds_debited(
-    make_processing_bridge: Any, refunds: str, debits: list[str], wins: list[str]
+ORDERS = [
+    pytest.param(
+        "charge_refunded",
+        ["charge.dispute.funds_withdrawn"],
+        ["charge.dispute.closed"],
+        (1, 1),
+        1530,
+        id="charge_refunded",
+    ),
+    pytest.param(
+        "refund_events",
+        ["charge.dispute.created"],
+        ["charge.dispute.funds_reinstated"],
+        (1, 1),
+        1530,
+        id="refund_events",
+    ),
+    pytest.param(
+        "charge_refunded",
+        ["charge.dispute.funds_withdrawn"],
+        ["charge.dispute.closed"],
+        (1532,),
+        1532,
+        id="dispute_of_a_refunded_charge",
+        # Known, left for a store change: a customer disputes a charge already refunded
+        # in full and the merchant wins. The withdrawal finds nothing left to debit, so
+        # nothing records it; the reinstatement then credits back 15.32 never taken, even
+        # in the natural order. A decision that moves no money records nothing, so its
+        # PSP units count for no later target: recording such decisions (in `decided`,
+        # with no outbox row) would let the reinstatement be a target too.
+        marks=pytest.mark.xfail(
+            strict=True, reason="a capped reversal's units are not recorded for its reinstatement"
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("refunds", "debits", "wins", "refund_amounts", "disputed"), ORDERS)
+def test_every_order_of_refunds_and_a_won_dispute_leaves_the_refunds_debited(
+    make_processing_bridge: Any,
+    refunds: str,
+    debits: list[str],
+    wins: list[str],
+    refund_amounts: tuple[int, ...],
+    disputed: int,
 ) -> None:
     options = {"match": "all", "refunds": refunds}
     bridge: Bridge = make_processing_bridge(options)
-    payment = story(debits, wins)
+    payment = story(debits, wins, refund_amounts, disputed)
     want = STRIPE.expected(payment, options)
     orders = list(
         itertools.permutations(range(len(moving_money(STRIPE.events(payment, "t", "c"), refunds))))
