@@ -221,7 +221,9 @@ def _reversal_of(
     counted in PSP minor units, the new total is capped at the whole payment, and the
     debit is the credit's proportion of that total minus what was already taken. So
     reversals never add up to more than the credit, and the last full refund takes
-    exactly what remains, in the credit's own decimal places.
+    exactly what remains, in the credit's own decimal places. The total may be below
+    zero while a reinstatement waits for its reversal (see below): the target follows
+    it there, so every event's share is counted whatever the order.
 
     The units are the gross (refunded / paid), or the net for a credit that recorded
     the payment's net (`basis_minor`: net and subtotal credits) when the refund names
@@ -261,7 +263,12 @@ def _reversal_of(
         after = part if event.cumulative else same + part
         if after <= same:
             return None
-        target = proportional(original, max(0, min(whole, after + others)), whole, places)
+        # No floor at zero: a reinstatement recorded before its reversal credited back
+        # in full, so `taken` (and the net PSP count) is below zero until that reversal
+        # arrives, and a refund in between must take only its own share from there. A
+        # floor made that refund take the reinstatement back and the next one nothing,
+        # whose units the reversal's own target then never counted.
+        target = proportional(original, min(whole, after + others), whole, places)
         amount = -(target - taken)
         minor = after - same
         if amount >= 0:
