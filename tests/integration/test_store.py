@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -152,6 +153,39 @@ def test_connections_are_durable(store: SQLiteStore) -> None:
     """synchronous=FULL on the writer: a 2xx'd webhook is on disk."""
     level = store.writer.run_sync(lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0])
     assert level == 2  # FULL
+
+
+def test_only_a_group_without_durable_writes_skips_the_fsync(store: SQLiteStore) -> None:
+    """A group of non-durable writes (decisions, delivery outcomes) commits at NORMAL; one
+    durable write in the group (a webhook, a claim) makes the whole group FULL."""
+
+    def level(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    async def one_group(durable: list[bool]) -> list[int]:
+        # Hold the writer in a group of its own until every write below is queued, so
+        # that they make one group.
+        started, release = threading.Event(), threading.Event()
+
+        def hold(conn: sqlite3.Connection) -> None:
+            started.set()
+            release.wait(10)
+
+        held = asyncio.ensure_future(store.writer.run(hold))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        writes = [asyncio.ensure_future(store.writer.run(level, durable=d)) for d in durable]
+        await asyncio.sleep(0)  # each task puts its write on the queue
+        release.set()
+        await held
+        return list(await asyncio.gather(*writes))
+
+    async def groups() -> tuple[list[int], list[int]]:
+        return await one_group([False] * 3), await one_group([False, True, False])
+
+    alone, mixed = asyncio.run(groups())
+    assert alone == [1, 1, 1]  # NORMAL
+    assert mixed == [2, 2, 2]  # FULL, queued together into one group
 
 
 def test_a_failing_write_rolls_back_only_itself(store: SQLiteStore) -> None:
