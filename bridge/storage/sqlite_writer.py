@@ -122,7 +122,15 @@ class Writer:
                 conn.execute(f"PRAGMA synchronous = {level}")
                 self._synchronous = level
             conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
+            if len(batch) == 1:  # alone in its group (most, at ordinary rates): no savepoint
+                lone = _run_alone(conn, batch[0])
+                if not lone[0]:  # it failed: nothing else to keep
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    _settle(batch, [lone])
+                    return
+                results.append(lone)
+            for job in batch if len(batch) > 1 else ():
                 conn.execute("SAVEPOINT job")
                 try:
                     value = job.fn(conn)
@@ -151,6 +159,13 @@ class Writer:
             log.error("store_commit_refused", error=str(exc), jobs=len(batch))
             results = [(False, exc)] * len(batch)
         _settle(batch, results)
+
+
+def _run_alone(conn: sqlite3.Connection, job: _Job) -> tuple[bool, Any]:
+    try:
+        return True, job.fn(conn)
+    except Exception as exc:  # the caller gets it
+        return False, _as_store_error(exc)
 
 
 def _as_store_error(exc: Exception) -> Exception:

@@ -15,6 +15,7 @@ import pytest
 
 from bridge.errors import StoreError
 from bridge.events import Envelope
+from bridge.storage import queries as statements
 from bridge.storage.records import (
     AdjustmentStatus,
     DeliveryOutcome,
@@ -203,6 +204,21 @@ def test_a_failing_write_rolls_back_only_itself(store: SQLiteStore) -> None:
 
     failed, ok = run(both())
     assert isinstance(failed, StoreError) and ok is True
+    assert store.counts()["events"] == {"pending": 1}
+
+
+def test_a_write_alone_in_its_group_that_fails_leaves_nothing(store: SQLiteStore) -> None:
+    """A group of one write runs without a savepoint: its failure rolls back all it did,
+    and the writer goes on."""
+
+    def half_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute(*statements.insert_event("stripe", envelope("evt_half"), b"{}", 1.0, None))
+        raise ValueError("the second half failed")
+
+    with pytest.raises(ValueError, match="second half"):
+        store.writer.run_sync(half_then_fail)
+    assert store.get_event("evt_half") is None
+    assert run(store.accept("stripe", envelope("evt_after"), b"{}", time.time())) is True
     assert store.counts()["events"] == {"pending": 1}
 
 
