@@ -233,6 +233,8 @@ class Bridge:
         workers = [
             asyncio.create_task(self.processor.run(), name="processor"),
             asyncio.create_task(self.deliverer.run(), name="deliverer"),
+            # How late the event loop runs: the workers yield to the receiver when late.
+            asyncio.create_task(self.pressure.watch(), name="ingest-pressure"),
         ]
         if not accepted:
             workers.append(asyncio.create_task(self.key_check.run(), name="credyt-key-check"))

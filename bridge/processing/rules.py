@@ -303,8 +303,8 @@ async def credit_payment(
         )
     credits = [a for a in recorded if a.kind == Kind.PAYMENT.value]
     if config.match == "first":
-        mine = build_credit(rules[0], event, config, "")
-        other = [a for a in credits if a.transaction_id != mine.transaction_id]
+        mine = transaction_id(event.psp, event.payment_key, rules[0].name)
+        other = [a for a in credits if a.transaction_id != mine]
         if other:
             return ignored(
                 row,

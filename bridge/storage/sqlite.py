@@ -139,7 +139,11 @@ class SQLiteStore(StoreReads):
         Returns how many adjustments were new (an existing transaction_id keeps its
         first body: one transaction id never carries two bodies).
         """
-        return await self.writer.run(lambda conn: _record_processing(conn, result, now))
+        # Not durable on its own: nothing acts on it before the deliverer's (durable)
+        # claim syncs it; lost in a power cut, the event is still pending, decided again.
+        return await self.writer.run(
+            lambda conn: _record_processing(conn, result, now), durable=False
+        )
 
     # -- the delivery path ------------------------------------------------------------
 
@@ -165,7 +169,9 @@ class SQLiteStore(StoreReads):
         return rows[0][0] if rows else None
 
     async def record_delivery(self, outcome: DeliveryOutcome) -> None:
-        await self.writer.run(lambda conn: _record_delivery(conn, outcome))
+        # Not durable on its own: lost in a power cut, the row is sent again with the same
+        # transaction id, and Credyt's 409 for it is confirmed as delivered.
+        await self.writer.run(lambda conn: _record_delivery(conn, outcome), durable=False)
 
     async def release_adjustments(self, ids: Sequence[int]) -> None:
         """Give back the leases of claimed rows this process will not deliver after all."""
@@ -318,11 +324,9 @@ def _record_processing(conn: sqlite3.Connection, result: ProcessingResult, now: 
     ids = statements.payment_ids_of(
         result.payment_key, [*result.payment_ids, *(a.payment_key for a in result.adjustments)]
     )
-    if result.basis is not None:
-        if _payment_state(conn, ids).basis != result.basis:
-            raise DecisionConflictError(
-                f"payment {result.payment_key} was decided elsewhere meanwhile"
-            )
+    state = _payment_state(conn, ids) if result.basis is not None else None
+    if state is not None and state.basis != result.basis:
+        raise DecisionConflictError(f"payment {result.payment_key} was decided elsewhere meanwhile")
     new = 0
     for adj in result.adjustments:
         new += conn.execute(*statements.insert_adjustment(adj, result, now)).rowcount
@@ -333,7 +337,8 @@ def _record_processing(conn: sqlite3.Connection, result: ProcessingResult, now: 
     if (new or linked) and result.payment_key:
         # Reversals (and customer-less payments) held for this payment can go now,
         # whichever of its ids they name.
-        keys = tuple(_payment_state(conn, ids).ids)
+        # `_join_ids` merged exactly the classes `state` read: its ids are the class now.
+        keys = (state or _payment_state(conn, ids)).ids
         marks = ", ".join("?" * len(keys))
         conn.execute(
             # `+status`: look the rows up by payment_key; the planner's choice of the

@@ -5,6 +5,14 @@ writer. The thread takes whatever has queued up, runs each function inside its o
 savepoint of ONE transaction, commits once (one fsync for the whole group), then
 settles every caller's future. Concurrent webhooks therefore share commits instead
 of queueing for them, and a failing function only rolls back itself.
+
+A write is `durable` (the default) or not. A group holding a durable write commits
+with `synchronous=FULL`: the WAL is synced, and with it every group committed before.
+A group of writes that may be lost in a power cut (the processor's decisions, the
+deliverer's outcomes: each is made again, with the same transaction ids, if lost)
+commits with `synchronous=NORMAL`, without an fsync of its own. Every webhook's 200
+and every claim that precedes a request to Credyt is durable, so nothing is sent to
+Credyt before the decision that made it is on disk.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ class _Job:
     fn: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any] | concurrent.futures.Future[Any]
     loop: asyncio.AbstractEventLoop | None
+    durable: bool = True  # committed with an fsync before the caller hears of it
 
 
 class Writer:
@@ -51,6 +60,7 @@ class Writer:
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self.commits = 0  # groups committed, for the benchmarks and metrics
+        self._synchronous: str | None = None  # the writer connection's level now
 
     def start(self) -> None:
         self._thread.start()
@@ -58,10 +68,12 @@ class Writer:
         if self._start_error is not None:
             raise StoreError(f"cannot open the database for writing: {self._start_error}")
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run `fn` in the next group; `durable=False`: its commit needs no fsync (a
+        power cut may lose it, never a crash of the process)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(fn, future, loop))
+        self._queue.put(_Job(fn, future, loop, durable))
         return await future
 
     def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -105,8 +117,20 @@ class Writer:
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         results: list[tuple[bool, Any]] = []
         try:
+            level = "FULL" if any(job.durable for job in batch) else "NORMAL"
+            if level != self._synchronous:  # outside any transaction, as SQLite wants
+                conn.execute(f"PRAGMA synchronous = {level}")
+                self._synchronous = level
             conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
+            if len(batch) == 1:  # alone in its group (most, at ordinary rates): no savepoint
+                lone = _run_alone(conn, batch[0])
+                if not lone[0]:  # it failed: nothing else to keep
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    _settle(batch, [lone])
+                    return
+                results.append(lone)
+            for job in batch if len(batch) > 1 else ():
                 conn.execute("SAVEPOINT job")
                 try:
                     value = job.fn(conn)
@@ -135,6 +159,13 @@ class Writer:
             log.error("store_commit_refused", error=str(exc), jobs=len(batch))
             results = [(False, exc)] * len(batch)
         _settle(batch, results)
+
+
+def _run_alone(conn: sqlite3.Connection, job: _Job) -> tuple[bool, Any]:
+    try:
+        return True, job.fn(conn)
+    except Exception as exc:  # the caller gets it
+        return False, _as_store_error(exc)
 
 
 def _as_store_error(exc: Exception) -> Exception:

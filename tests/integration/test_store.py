@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from bridge.errors import StoreError
 from bridge.events import Envelope
+from bridge.storage import queries as statements
 from bridge.storage.records import (
     AdjustmentStatus,
     DeliveryOutcome,
@@ -154,6 +156,39 @@ def test_connections_are_durable(store: SQLiteStore) -> None:
     assert level == 2  # FULL
 
 
+def test_only_a_group_without_durable_writes_skips_the_fsync(store: SQLiteStore) -> None:
+    """A group of non-durable writes (decisions, delivery outcomes) commits at NORMAL; one
+    durable write in the group (a webhook, a claim) makes the whole group FULL."""
+
+    def level(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    async def one_group(durable: list[bool]) -> list[int]:
+        # Hold the writer in a group of its own until every write below is queued, so
+        # that they make one group.
+        started, release = threading.Event(), threading.Event()
+
+        def hold(conn: sqlite3.Connection) -> None:
+            started.set()
+            release.wait(10)
+
+        held = asyncio.ensure_future(store.writer.run(hold))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        writes = [asyncio.ensure_future(store.writer.run(level, durable=d)) for d in durable]
+        await asyncio.sleep(0)  # each task puts its write on the queue
+        release.set()
+        await held
+        return list(await asyncio.gather(*writes))
+
+    async def groups() -> tuple[list[int], list[int]]:
+        return await one_group([False] * 3), await one_group([False, True, False])
+
+    alone, mixed = asyncio.run(groups())
+    assert alone == [1, 1, 1]  # NORMAL
+    assert mixed == [2, 2, 2]  # FULL, queued together into one group
+
+
 def test_a_failing_write_rolls_back_only_itself(store: SQLiteStore) -> None:
     async def both() -> list[Any]:
         def broken(conn: sqlite3.Connection) -> None:
@@ -169,6 +204,21 @@ def test_a_failing_write_rolls_back_only_itself(store: SQLiteStore) -> None:
 
     failed, ok = run(both())
     assert isinstance(failed, StoreError) and ok is True
+    assert store.counts()["events"] == {"pending": 1}
+
+
+def test_a_write_alone_in_its_group_that_fails_leaves_nothing(store: SQLiteStore) -> None:
+    """A group of one write runs without a savepoint: its failure rolls back all it did,
+    and the writer goes on."""
+
+    def half_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute(*statements.insert_event("stripe", envelope("evt_half"), b"{}", 1.0, None))
+        raise ValueError("the second half failed")
+
+    with pytest.raises(ValueError, match="second half"):
+        store.writer.run_sync(half_then_fail)
+    assert store.get_event("evt_half") is None
+    assert run(store.accept("stripe", envelope("evt_after"), b"{}", time.time())) is True
     assert store.counts()["events"] == {"pending": 1}
 
 
