@@ -269,7 +269,7 @@ async def replay_event(processor: Processor, row: InboxRow, *, dry_run: bool) ->
         new = frozenset(
             a.transaction_id
             for a in result.adjustments
-            if processor.store.get_adjustment(a.transaction_id) is None
+            if a.deliver and processor.store.get_adjustment(a.transaction_id) is None
         )
 
     try:

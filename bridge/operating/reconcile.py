@@ -251,6 +251,9 @@ class Reconciler:
                 finding.transaction_id = transaction_id(event.psp, event.payment_key, rule.name)
             return finding
         finding.transaction_id, finding.customer_id = decided.transaction_id, decided.customer_id
+        if not decided.delivers:  # recorded for its PSP units alone: Credyt never had it
+            finding.detail = "nothing left to reverse or give back: no adjustment was sent"
+            return finding
         expected_asset, expected_amount = decided.asset, Decimal(decided.amount)
         if rule is not None:
             expected_asset = credit_asset(rule, event)
@@ -308,8 +311,8 @@ class Reconciler:
                 rule = rules.get(decided.rule)
                 if rule is not None and not set(rule.on) & self.listable:
                     continue  # no PSP list stands for its events (e.g. charge.refunded)
-                if decided.transaction_id in self.seen:
-                    continue
+                if decided.transaction_id in self.seen or not decided.delivers:
+                    continue  # accounted for, or no adjustment (recorded for its units)
                 outbox = self.store.get_adjustment(decided.transaction_id)
                 what = "payment" if decided.kind == Kind.PAYMENT.value else "reversal"
                 self.report.add(

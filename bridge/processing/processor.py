@@ -32,9 +32,10 @@ from bridge.events import Ignored, Kind, PaymentEvent, Waiting
 from bridge.metrics import Metrics
 from bridge.pressure import IngestPressure
 from bridge.processing.customers import CustomerResolver
+from bridge.processing.duplicates import take_back_duplicates
 from bridge.processing.limits import AmountLimits, reversible
 from bridge.processing.outcomes import failed, ignored, later
-from bridge.processing.reversals import reverse_payment, take_back_duplicates
+from bridge.processing.reversals import reverse_payment
 from bridge.processing.rules import credit_payment, matching_rules
 from bridge.processing.tenants import Unmapped, credyt_account_for, in_account
 from bridge.storage.records import EventStatus, InboxRow, PaymentState, ProcessingResult
@@ -284,7 +285,7 @@ class Processor:
             event_id=row.event_id,
             event_type=row.event_type,
             reason=result.reason,
-            adjustments=len(result.adjustments),
+            adjustments=sum(a.deliver for a in result.adjustments),
             new_adjustments=new,
         )
         if new:

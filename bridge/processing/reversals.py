@@ -4,9 +4,11 @@ Each debit (or credit back) is keyed by the PSP's refund (adjustment, dispute) a
 credit it reverses, never by a rule's name: whichever rule, connector or event of the
 refund arrives, what was already reversed for it counts. A credit is reversed in
 proportion to the PSP amount and never past zero; a reversal that arrives before any
-credit is skipped, held or debited as its rule's `unknown_original` says. And when a
-later event links the ids of two `match: first` credits of one payment, the second is
-taken back (`take_back_duplicates`).
+credit is skipped, held or debited as its rule's `unknown_original` says. A decision
+that moves no money but whose PSP amount counts (a dispute of a charge already
+refunded in full, its reinstatement) is recorded for its units alone, never sent
+(`NewAdjustment.deliver`). When a later event links the ids of two `match: first`
+credits of one payment, the second is taken back (`bridge.processing.duplicates`).
 """
 
 from __future__ import annotations
@@ -79,6 +81,18 @@ async def reverse_payment(
             f"nothing left to reverse on this payment for {ref}",
             payment_key=event.payment_key,
         )
+    if not any(a.deliver for a in adjustments):  # recorded for its units, nothing sent
+        what = "reverse" if event.kind is Kind.REVERSAL else "give back"
+        return replace(
+            ignored(
+                row,
+                f"nothing left to {what} on this payment for {ref}: its PSP amount is "
+                "counted for later reversals of the payment, nothing is sent to Credyt",
+                payment_key=event.payment_key,
+            ),
+            customer_id=credits[0].customer_id,
+            adjustments=tuple(adjustments),
+        )
     return processed(row, event, credits[0].customer_id, tuple(adjustments))
 
 
@@ -130,68 +144,6 @@ async def _reverse_unknown(
     )
 
 
-def take_back_duplicates(
-    row: InboxRow, event: PaymentEvent, config: ConnectorConfig, rule: Rule, recorded: list[Decided]
-) -> ProcessingResult | None:
-    """Two `match: first` credits in one payment: each was made under an id that nothing
-    linked to the other yet (invoice.paid naming no PaymentIntent, then the marked
-    payment_intent.succeeded), and this event's ids joined them. Every credit after the
-    first is taken back in full (what refunds left of it), once: its key names it."""
-    ours = [a for a in recorded if a.kind == Kind.PAYMENT.value and a.connector == config.name]
-    adjustments = []
-    for credit in ours[1:]:
-        key = f"duplicate:{credit.transaction_id}"
-        if any(a.reversal_key == key for a in recorded):
-            continue
-        taken = -sum(
-            (Decimal(a.amount) for a in recorded if a.original == credit.transaction_id),
-            Decimal(0),
-        )
-        amount = -(Decimal(credit.amount) - taken)
-        if amount >= 0:
-            continue
-        metadata = adjustment_metadata(rule, event, config, {})
-        metadata["original_transaction_id"] = credit.transaction_id
-        metadata["duplicate_of"] = ours[0].transaction_id
-        body: dict[str, Any] = {
-            "transaction_id": transaction_id(event.psp, key, "reversal"),
-            "account_name": credit.account,
-            "asset": credit.asset,
-            "amount": amount,
-            "reason": "external_refund",
-            "description": f"{PSP_TITLES.get(event.psp, event.psp)} payment "
-            f"{credit.payment_key} credited twice: it is {ours[0].payment_key}",
-            "metadata": metadata,
-        }
-        adjustments.append(
-            NewAdjustment(
-                transaction_id=body["transaction_id"],
-                connector=config.name,
-                rule=rule.name,
-                kind=Kind.REVERSAL.value,
-                payment_key=credit.payment_key,
-                reversal_key=key,
-                customer_id=credit.customer_id,
-                asset=credit.asset,
-                account=credit.account,
-                amount=format_amount(amount),
-                payment_amount_minor=credit.payment_amount_minor,
-                body=encode_json(body),
-                original=credit.transaction_id,
-                reversed_minor=credit.payment_amount_minor,
-                family="duplicate",
-            )
-        )
-    if not adjustments:
-        return None
-    return replace(
-        processed(row, event, ours[0].customer_id, tuple(adjustments)),
-        reason=f"payment {ours[0].payment_key} was credited again as "
-        f"{', '.join(a.payment_key for a in ours[1:])} before {event.event_type} linked "
-        "their ids: the later credit is taken back (match: first credits a payment once)",
-    )
-
-
 def _reference(event: PaymentEvent) -> str:
     """The PSP's own name for a reversal: refund, adjustment or dispute id."""
     return event.reversal_key or event.event_id
@@ -215,6 +167,8 @@ def _reversal_of(
     recorded: list[Decided],
 ) -> NewAdjustment | None:
     """The debit (or credit back) of one original credit, in proportion to the PSP amount.
+    None when this event adds nothing; amount 0 (not delivered) when it moves no money
+    but its units count for a later target.
 
     Computed as a target, not an increment: everything reversed of this credit so far
     (under any key, rule or connector, and a debit made before the credit was known) is
@@ -268,16 +222,20 @@ def _reversal_of(
         # arrives, and a refund in between must take only its own share from there. A
         # floor made that refund take the reinstatement back and the next one nothing,
         # whose units the reversal's own target then never counted.
-        target = proportional(original, min(whole, after + others), whole, places)
-        amount = -(target - taken)
         minor = after - same
-        if amount >= 0:
-            return None  # nothing new; never turn a reversal into its opposite
     else:  # a reinstatement may arrive before its reversal: that one then counts it
-        amount = proportional(original, part, whole, places)
+        after = same - part
         minor = part
-        if amount <= 0:
-            return None
+    # A target either way: what the PSP took in all, capped at the whole payment. A
+    # reversal takes what the target adds, a reinstatement gives back what it removes,
+    # never the opposite. One that moves nothing is still recorded for its units (a
+    # dispute of a refunded charge): its reinstatement then gives back only what it took.
+    target = proportional(original, min(whole, after + others), whole, places)
+    sign = -1 if event.kind is Kind.REVERSAL else 1
+    moved = (target - taken) * -sign
+    if moved <= 0 and minor <= 0:
+        return None
+    amount = moved * sign if moved > 0 else Decimal(0)
     body = _reversal_body(rule, event, config, credit.asset, credit.account, amount, credit)
     body["metadata"]["original_transaction_id"] = credit.transaction_id
     return replace(
@@ -294,6 +252,7 @@ def _reversal_of(
             original=credit,
         ),
         basis_minor=net_whole,
+        deliver=amount != 0,
     )
 
 

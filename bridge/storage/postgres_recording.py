@@ -77,8 +77,9 @@ async def record_processing(conn: AsyncConn, result: ProcessingResult, now: floa
             )
     new = 0
     for adj in result.adjustments:
-        cursor = await conn.execute(*for_psycopg(statements.insert_adjustment(adj, result, now)))
-        new += max(cursor.rowcount, 0)
+        if adj.deliver:  # one recorded only for its units goes to `decided` alone
+            insert = statements.insert_adjustment(adj, result, now)
+            new += max((await conn.execute(*for_psycopg(insert))).rowcount, 0)
         await conn.execute(*for_psycopg(statements.insert_decided(adj, now)))
     if ids:
         await _join_ids(conn, ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -73,6 +74,11 @@ class NewAdjustment:
     basis_minor: int | None = None
     # Why it is held for an operator (an amount limit), None: queued for delivery.
     held: str | None = None
+    # False: a decision that moves no money but whose PSP units count (a dispute of a
+    # refunded charge, its reinstatement): recorded in `decided` only, with amount 0,
+    # so later targets count its `reversed_minor`; no outbox row, nothing sent to Credyt
+    # (which refuses a zero adjustment).
+    deliver: bool = True
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,12 @@ class Decided:
     reversed_minor: int
     # None: measured by the gross (every decision from before schema 7, too)
     basis_minor: int | None = None
+
+    @property
+    def delivers(self) -> bool:
+        """False for a decision recorded only for its PSP units (NewAdjustment.deliver):
+        its amount is 0, it has no outbox row and Credyt never hears of it."""
+        return Decimal(self.amount) != 0
 
 
 @dataclass(frozen=True)

@@ -329,7 +329,8 @@ def _record_processing(conn: sqlite3.Connection, result: ProcessingResult, now: 
         raise DecisionConflictError(f"payment {result.payment_key} was decided elsewhere meanwhile")
     new = 0
     for adj in result.adjustments:
-        new += conn.execute(*statements.insert_adjustment(adj, result, now)).rowcount
+        if adj.deliver:  # one recorded only for its units goes to `decided` alone
+            new += conn.execute(*statements.insert_adjustment(adj, result, now)).rowcount
         conn.execute(*statements.insert_decided(adj, now))
     _join_ids(conn, ids)
     conn.execute(*statements.record_event_outcome(result, now))

@@ -304,3 +304,39 @@ def test_paddle_transactions_and_adjustments_reconcile(
     assert run_cli(config, *args, env=env).returncode == 0
     paid = sum((Decimal(2000 + n) for n in range(4)), Decimal(0)) / 100 - Decimal("10.00")
     assert sandbox.state.balance(customer, "USD") == paid
+
+
+def test_a_dispute_of_a_refunded_invoice_reconciles_as_nothing_to_send(
+    make_bridge: Callable[..., RunningBridge],
+    sandbox: Sandbox,
+    tmp_path: Path,
+    psp_api: tuple[PspApi, str],
+) -> None:
+    """An invoice of 10.00 refunded in full, then disputed in full: the dispute moves no
+    money (recorded for its units, never sent), and reconcile finds it decided and ok,
+    not absent from Credyt nor unexpected."""
+    from tests.helpers.reconcile_world import dispute_event, refund_event
+
+    api, api_url = psp_api
+    config = reconcile_config(tmp_path, sandbox.url, api_url)
+    running = make_bridge(config=config.read_text())
+    customer = sandbox.state.add_customer()
+    world = StripeWorld(customer, payments=1, refunded=0, disputed=0)
+    now = int(time.time())
+    world.refunds.append(refund_event(0, now - 60, minor=1000))
+    world.disputes.append(dispute_event(0, now - 30))
+    world.serve(api)
+    for event in world.events:
+        assert running.send_stripe(event).status_code == 200
+        running.settle()
+    dispute = running.bridge.store.get_event("evt_rc_dp_000000")
+    assert dispute is not None and "nothing is sent to Credyt" in (dispute.reason or "")
+    assert sorted(Decimal(a.amount) for a in running.bridge.store.list_adjustments()) == [
+        Decimal("-10.00"),
+        Decimal("10.00"),
+    ]
+
+    code, report = reconcile(config)
+    assert by_status(report) == {}, report["rows"]  # rows list what is not ok
+    assert report["counts"]["ok"] == 3, report["counts"]
+    assert code == 0

@@ -41,10 +41,14 @@ class Story:
     choices: dict[str, Any] = field(default_factory=dict)  # which events describe it
 
     def reversed_minor(self) -> int:
+        """What the refunds and a lost dispute took in all. A dispute may be for more
+        than the refunds left (a customer may dispute a refunded charge): it takes at
+        most what is left, so the wallet never goes below zero; a won dispute gives
+        back all it took and counts nothing."""
         taken = sum(r.amount for r in self.refunds if r.succeeded)
         if self.dispute is not None and not self.dispute.won:
             taken += self.dispute.amount
-        return taken
+        return min(taken, self.amount)
 
 
 @dataclass
@@ -81,6 +85,9 @@ def reversals(draw: st.DrawFn, amount: int) -> tuple[list[Refund], Dispute | Non
         if succeeded:
             left -= part
     dispute = None
-    if left and draw(st.booleans()):
-        dispute = Dispute(draw(st.sampled_from([left, max(1, left // 2)])), draw(st.booleans()))
+    if draw(st.booleans()):
+        # Also for more than the refunds left, the whole charge even once refunded in
+        # full: the PSP lets a customer dispute a refunded charge.
+        disputed = sorted({left, max(1, left // 2), amount} - {0})
+        dispute = Dispute(draw(st.sampled_from(disputed)), draw(st.booleans()))
     return refunds, dispute

@@ -136,6 +136,9 @@ ORDERS = [
         1530,
         id="refund_events",
     ),
+    # A customer disputes a charge already refunded in full and the merchant wins: the
+    # withdrawal finds nothing left to debit but its units are recorded (no adjustment
+    # sent), so the reinstatement gives back nothing it never took: the wallet ends at 0.
     pytest.param(
         "charge_refunded",
         ["charge.dispute.funds_withdrawn"],
@@ -143,15 +146,32 @@ ORDERS = [
         (1532,),
         1532,
         id="dispute_of_a_refunded_charge",
-        # Known, left for a store change: a customer disputes a charge already refunded
-        # in full and the merchant wins. The withdrawal finds nothing left to debit, so
-        # nothing records it; the reinstatement then credits back 15.32 never taken, even
-        # in the natural order. A decision that moves no money records nothing, so its
-        # PSP units count for no later target: recording such decisions (in `decided`,
-        # with no outbox row) would let the reinstatement be a target too.
-        marks=pytest.mark.xfail(
-            strict=True, reason="a capped reversal's units are not recorded for its reinstatement"
-        ),
+    ),
+    pytest.param(
+        "refund_events",
+        ["charge.dispute.created"],
+        ["charge.dispute.funds_reinstated"],
+        (1532,),
+        1532,
+        id="dispute_of_a_refunded_charge_refund_events",
+    ),
+    # 10.00 of 15.32 refunded, then a dispute of the whole 15.32: it takes the 5.32 left
+    # and, won, gives back those 5.32: 5.32 in the wallet whatever the order.
+    pytest.param(
+        "charge_refunded",
+        ["charge.dispute.funds_withdrawn"],
+        ["charge.dispute.closed"],
+        (1000,),
+        1532,
+        id="dispute_over_a_partial_refund",
+    ),
+    pytest.param(
+        "refund_events",
+        ["charge.dispute.created"],
+        ["charge.dispute.funds_reinstated"],
+        (1000,),
+        1532,
+        id="dispute_over_a_partial_refund_refund_events",
     ),
 ]
 
@@ -224,3 +244,53 @@ def test_a_refund_between_a_reinstatement_and_its_withdrawal_debits_only_itself(
         "EUR": Decimal("15.30"),
         "TOK": Decimal("15300000"),
     }
+
+
+def test_a_dispute_of_a_refunded_charge_is_counted_in_decided_and_never_sent(
+    make_processing_bridge: Any,
+) -> None:
+    """Credit 15.32, full refund 15.32, dispute withdrawn and won: the outbox holds the
+    credit and the refund only; the withdrawal and the reinstatement are decided rows of
+    amount 0 (their units counted) with no outbox row, and replaying them adds nothing."""
+    options = {"match": "all", "refunds": "charge_refunded"}
+    bridge: Bridge = make_processing_bridge(options)
+    payment = story(["charge.dispute.funds_withdrawn"], ["charge.dispute.closed"], (1532,), 1532)
+    events = moving_money(STRIPE.events(payment, "zero", "cust_zero"), "charge_refunded")
+    process_in_order(bridge, [events])
+    eur = [a for a in bridge.store.list_adjustments() if a.asset == "EUR"]
+    assert sorted(Decimal(a.amount) for a in eur) == [Decimal("-15.32"), Decimal("15.32")]
+    assert all(a.kind != "reinstatement" and a.reversal_key != "dp_zero" for a in eur)
+    keys = sorted({a.payment_key for a in eur})
+    decided = bridge.store.payment_state(keys).decided
+    disputes = [
+        (d.kind, d.asset, d.amount, d.reversed_minor) for d in decided if d.family == "dispute"
+    ]
+    assert sorted(disputes) == [
+        ("reinstatement", "EUR", "0", 1532),
+        ("reinstatement", "TOK", "0", 1532),
+        ("reversal", "EUR", "0", 1532),
+        ("reversal", "TOK", "0", 1532),
+    ]
+    assert not any(d.delivers for d in decided if d.family == "dispute")
+    assert all(
+        bridge.store.get_adjustment(d.transaction_id) is None for d in decided if not d.delivers
+    )
+    rows = {r.event_type: r for r in bridge.store.list_events(EventFilter(limit=100))}
+    withdrawn = rows["charge.dispute.funds_withdrawn"]
+    assert withdrawn.status is EventStatus.IGNORED
+    assert "nothing is sent to Credyt" in (withdrawn.reason or "")
+    before = len(bridge.store.list_adjustments())
+
+    async def replay() -> None:
+        try:
+            for row in (withdrawn, rows["charge.dispute.closed"]):
+                stored = bridge.store.get_event(row.event_id)
+                assert stored is not None
+                result = await bridge.processor.handle(stored)
+                assert result.adjustments == ()
+        finally:
+            await bridge.client.aclose()
+
+    asyncio.run(replay())
+    assert len(bridge.store.list_adjustments()) == before
+    assert len(bridge.store.payment_state(keys).decided) == len(decided)

@@ -68,3 +68,37 @@ def test_a_schema_6_database_keeps_its_decisions_measured_by_the_gross(
         )
     finally:
         upgraded.close()
+
+
+def test_a_decision_recorded_for_its_units_is_decided_but_never_queued(store: Store) -> None:
+    """`deliver=False` (a dispute of a refunded charge): a decided row of amount 0 with
+    its PSP units, no outbox row, nothing to claim or prune, and a repeat adds nothing."""
+    now = time.time()
+    inbox = accept(store, "evt_dispute", now - 100)
+    debit = replace(
+        adjustment("tx-refund", payment="pi_refunded", amount="-15.32"),
+        kind="reversal",
+        reversal_key="re_1",
+        original="tx-credit",
+        reversed_minor=1532,
+        family="refund",
+    )
+    counted = replace(
+        debit,
+        transaction_id="tx-dispute",
+        reversal_key="dp_1",
+        amount="0",
+        family="dispute",
+        deliver=False,
+    )
+    assert processed(store, inbox, debit, counted) == 1
+    assert processed(store, inbox, counted) == 0
+    assert store.get_adjustment("tx-dispute") is None
+    assert [a.transaction_id for a in store.list_adjustments()] == ["tx-refund"]
+    claimed = run(store.claim_adjustments(now + 1, 10, 30))
+    assert [row.transaction_id for row in claimed] == ["tx-refund"]
+    decided = {
+        d.transaction_id: (d.amount, d.reversed_minor, d.delivers)
+        for d in store.payment_state(["pi_refunded"]).decided
+    }
+    assert decided == {"tx-refund": ("-15.32", 1532, True), "tx-dispute": ("0", 1532, False)}
