@@ -26,6 +26,7 @@ from urllib.parse import quote, unquote, urlsplit
 import certifi
 import httpx
 
+from bridge.credyt.streams import poll_idle_connections
 from bridge.delivery.limiter import CredytRateLimiter
 from bridge.errors import CredytError, CredytUnavailableError
 
@@ -121,6 +122,8 @@ class CredytClient:
             )
             for _ in range(pools)
         ]
+        for client in self._clients:
+            poll_idle_connections(client)
         self._turn = itertools.cycle(self._clients)
         # What `post_adjustment` sends straight to a pool's transport: the headers and
         # timeout each client would add itself. No Accept-Encoding: answers come as is.

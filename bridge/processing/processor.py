@@ -37,7 +37,12 @@ from bridge.processing.limits import AmountLimits, reversible
 from bridge.processing.outcomes import failed, ignored, later
 from bridge.processing.reversals import reverse_payment
 from bridge.processing.rules import credit_payment, matching_rules
-from bridge.processing.tenants import Unmapped, credyt_account_for, in_account
+from bridge.processing.tenants import (
+    Unmapped,
+    credyt_account_for,
+    for_credyt_target,
+    in_account,
+)
 from bridge.storage.records import EventStatus, InboxRow, PaymentState, ProcessingResult
 from bridge.storage.store import EventClaims, Store
 from connectors import Connector
@@ -180,7 +185,7 @@ class Processor:
         down or refuses this event), so nothing spins on it either."""
         try:
             try:
-                await self.handle(row)
+                await self.handle(row, guess_new=True)
             except StoreError:
                 raise
             except Exception as exc:  # never let one event stop the processor
@@ -238,6 +243,7 @@ class Processor:
         *,
         dry_run: bool = False,
         decided: Callable[[ProcessingResult], None] = lambda result: None,
+        guess_new: bool = False,
     ) -> ProcessingResult:
         """Process one stored event and record the outcome (unless `dry_run`).
 
@@ -245,16 +251,26 @@ class Processor:
         recorded in one write transaction that re-checks what it was based on. If another
         process (a replica, a CLI replay) decided for the same payment meanwhile, nothing
         is recorded and the event is decided again at once, from what that one recorded.
-        `decided` sees each result before it is recorded."""
-        for attempt in range(1, DECIDE_TRIES + 1):
+        `decided` sees each result before it is recorded.
+
+        `guess_new` (the worker): decide a payment as new without reading its state (a
+        read after each write costs SQLite a fresh page cache); the re-check refuses the
+        guess for a known payment, decided again from its state: no conflict, no attempt."""
+        guess = guess_new and not dry_run
+        attempt = 1
+        while True:
             held: list[asyncio.Lock] = []
+            guessed: list[bool] | None = [] if guess else None
             try:
-                result = await self.process(row, held=held)
+                result = await self.process(row, held=held, guessed=guessed)
                 decided(result)
                 if not dry_run:
                     await self.record(row, result)
                 return result
             except DecisionConflictError as exc:
+                if guessed:  # the payment was known after all: decide from its state
+                    guess = False
+                    continue
                 log.info(
                     "event_decision_conflict",
                     event_id=row.event_id,
@@ -264,10 +280,10 @@ class Processor:
                 )
                 if attempt == DECIDE_TRIES:
                     raise
+                attempt += 1
             finally:
                 for lock in reversed(held):
                     lock.release()
-        raise AssertionError("unreachable")
 
     async def record(self, row: InboxRow, result: ProcessingResult) -> int:
         """Record what `process` made of `row`; returns how many adjustments were new."""
@@ -293,34 +309,26 @@ class Processor:
         return new
 
     def for_credyt(self, row: InboxRow, result: ProcessingResult) -> ProcessingResult:
-        """Mark each new adjustment with the Credyt environment and account it is for:
-        the connector's `mode` when it is `live` or `test`, else the key's environment
-        (None while unknown: any); the Credyt account the event is credited in (Credyt
-        for Platforms, set by `process`), else the key's account when known."""
+        """Mark each new adjustment with the Credyt environment and account it is for
+        (see `tenants.for_credyt_target`)."""
         if not result.adjustments:
             return result
         runtime = self.connectors.get(row.connector)
         mode = runtime.config.mode if runtime is not None else "any"
-        environment, account = self.credyt_target()
-        if mode in ("live", "test"):
-            environment = mode
-        return replace(
-            result,
-            adjustments=tuple(
-                replace(
-                    a, credyt_environment=environment, credyt_account=a.credyt_account or account
-                )
-                for a in result.adjustments
-            ),
-        )
+        return for_credyt_target(result, mode, *self.credyt_target())
 
     async def process(
-        self, row: InboxRow, *, held: list[asyncio.Lock] | None = None
+        self,
+        row: InboxRow,
+        *,
+        held: list[asyncio.Lock] | None = None,
+        guessed: list[bool] | None = None,
     ) -> ProcessingResult:
         """What the current rules make of a stored event. Records nothing.
 
         `held` (from `handle`): lock the payment's ids until the caller has recorded the
-        result, and append the locks taken for the caller to release."""
+        result, and append the locks taken for the caller to release. `guessed` (from
+        `handle`): decide a payment as new without reading its state, appending True."""
         runtime = self.connectors.get(row.connector)
         if runtime is None:
             return failed(row, f"connector {row.connector!r} is not in the config any more")
@@ -339,7 +347,12 @@ class Processor:
             normalized = in_account(normalized, account)
             if held is not None:
                 await self._lock_payment(normalized, held)
-            state = self._state_for(normalized)
+            if guessed is not None and normalized.kind is Kind.PAYMENT:
+                # what a read finds for a payment never seen: its own ids, nothing decided
+                state = PaymentState(tuple(self._lock_keys(normalized)), ())
+                guessed.append(True)
+            else:
+                state = self._state_for(normalized)
             result = await self._apply_rules(row, normalized, runtime.config, state)
             if account is not None:
                 result = replace(

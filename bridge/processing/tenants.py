@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 from bridge.config.schema import ConnectorConfig
 from bridge.events import PaymentEvent
+from bridge.storage.records import ProcessingResult
 
 
 @dataclass(frozen=True)
@@ -62,3 +63,21 @@ def in_account(event: PaymentEvent, account: str | None) -> PaymentEvent:
 
 def scoped(account: str, key: str) -> str:
     return f"{account}:{key}"
+
+
+def for_credyt_target(
+    result: ProcessingResult, mode: str, environment: str | None, account: str | None
+) -> ProcessingResult:
+    """Mark each adjustment of `result` with the Credyt environment and account it is
+    for: the connector's `mode` when it is `live` or `test`, else the key's environment
+    (None while unknown: any); the Credyt account the event is credited in (Credyt for
+    Platforms, set by the processor), else the key's `account` when known."""
+    if mode in ("live", "test"):
+        environment = mode
+    return replace(
+        result,
+        adjustments=tuple(
+            replace(a, credyt_environment=environment, credyt_account=a.credyt_account or account)
+            for a in result.adjustments
+        ),
+    )

@@ -26,6 +26,7 @@ from bridge.storage.records import EventStatus
 from bridge.storage.sqlite import SQLiteStore
 from connectors import paddle, stripe
 from tests.conftest import API_KEY, PADDLE_SECRET, STRIPE_SECRET, RunningBridge, Sandbox
+from tests.helpers.logs import LogBuffer
 
 # config.example.yaml's Stripe rules, and a Paddle connector; {refund} names the reverse
 # rules, so a test can split or rename them.
@@ -231,6 +232,25 @@ def test_checkout_with_invoice_and_marked_intent_credits_once_in_every_order(
     send(running, "refund.created", "re_ord", payment="pi_ord", amount_minor=2500)
     running.settle()
     assert credited(sandbox, customer) == 0
+
+
+def test_a_payment_seen_before_is_decided_from_its_state_and_no_conflict_is_logged(
+    make_bridge: Callable[..., RunningBridge], sandbox: Sandbox, tmp_path: Path, logs: LogBuffer
+) -> None:
+    """The worker decides a payment as new without reading its state; the write
+    transaction refuses that guess for the session that names a credited invoice, and it
+    is decided again from the state: credited once, and no decision conflict logged."""
+    running = make_bridge(config(tmp_path, sandbox))
+    customer = sandbox.state.add_customer(external_id="user_seen_before")
+    for name in ("invoice", "session"):
+        event_type, object_id, extra = EVENTS[name]
+        send(running, event_type, object_id, customer=customer, amount_minor=2500, **extra)
+        running.settle()
+    assert credited(sandbox, customer) == Decimal("25.00")
+    assert len(sandbox.state.adjustments) == 1
+    names = logs.names()
+    assert "event_decision_conflict" not in names
+    assert names.count("event_processed") + names.count("event_ignored") == 2
 
 
 # -- 4. reversals keyed by the PSP refund, never a rule name -------------------------------
