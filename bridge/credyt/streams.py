@@ -18,6 +18,9 @@ from typing import Any
 
 import httpcore
 import httpx
+import structlog
+
+log = structlog.get_logger("bridge.credyt.streams")
 
 # httpcore's socket options: (level, name, value) or (level, name, None, length)
 SocketOption = (
@@ -99,12 +102,16 @@ class PolledBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def poll_idle_connections(client: httpx.AsyncClient) -> None:
+def poll_idle_connections(client: httpx.AsyncClient) -> bool:
     """Give `client`'s connection pool the `PolledBackend` (before its first request).
 
     httpx does not pass a network backend through; its pool is httpcore's, whose
-    connections take the backend from the pool when they are opened."""
+    connections take the backend from the pool when they are opened. An httpx or
+    httpcore whose pool is laid out otherwise keeps its own check (False): only a
+    little more CPU, never a failure to start."""
     pool = getattr(client._transport, "_pool", None)
     if not isinstance(pool, httpcore.AsyncConnectionPool) or not hasattr(pool, "_network_backend"):
-        raise TypeError(f"not an httpcore connection pool: {type(pool).__name__}")
+        log.info("credyt_pool_poll_skipped", pool=type(pool).__name__)
+        return False
     pool._network_backend = PolledBackend()
+    return True

@@ -58,21 +58,26 @@ def test_a_pool_does_not_reuse_a_connection_the_server_closed() -> None:
         connections = 0
         closed = asyncio.Event()
 
+        finished = 0  # handlers done: each closes its writer before the loop ends
+
         async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            nonlocal connections
+            nonlocal connections, finished
             connections += 1
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(ANSWER)  # HTTP/1.1 without `Connection: close`: kept alive
-            await writer.drain()
-            await asyncio.sleep(0.05)  # the client has read its answer and pooled the connection
-            writer.close()
-            await writer.wait_closed()
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(ANSWER)  # HTTP/1.1 without `Connection: close`: kept alive
+                await writer.drain()
+                await asyncio.sleep(0.05)  # the client has read its answer and pooled it
+            finally:
+                writer.close()
+                await writer.wait_closed()
+                finished += 1
             closed.set()
 
         server = await asyncio.start_server(answer_once, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}")
-        poll_idle_connections(client)
+        assert poll_idle_connections(client)
         first = await client.get("/")
         assert first.text == "ok"
         await closed.wait()
@@ -81,6 +86,10 @@ def test_a_pool_does_not_reuse_a_connection_the_server_closed() -> None:
         assert second.text == "ok"
         assert connections == 2
         await client.aclose()
+        for _ in range(500):  # the second handler's close, before the loop is gone
+            if finished == connections:
+                break
+            await asyncio.sleep(0.01)
         server.close()
         await server.wait_closed()
 
