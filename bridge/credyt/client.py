@@ -19,6 +19,7 @@ import json
 import re
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from urllib.parse import quote, unquote, urlsplit
@@ -253,50 +254,48 @@ class CredytClient:
             ) from exc
 
     async def _send(self, method: str, url: str, **kwargs: object) -> httpx.Response:
-        sent_at = await self.limiter.acquire() if self.limiter is not None else 0.0
-        try:
-            client = next(self._turn)
-            response = await client.request(
+        async def request() -> httpx.Response:
+            return await next(self._turn).request(
                 method,
                 url,
                 follow_redirects=False,
                 **kwargs,  # type: ignore[arg-type]
             )
-        except httpx.TimeoutException as exc:
-            raise CredytUnavailableError(
-                f"Credyt did not answer in time ({type(exc).__name__})"
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise CredytUnavailableError(
-                f"Credyt could not be reached: {type(exc).__name__}: {exc}"
-            ) from exc
-        if response.status_code == 429 and self.limiter is not None:
-            self.limiter.record_rate_limited(sent_at, parse_retry_after(response))
-        return response
+
+        return await self._limited(request)
 
     async def _post(self, path: str, content: bytes, account: str | None) -> httpx.Response:
         """POST straight to the next pool's transport: what `AsyncClient.request` would
         send with `follow_redirects=False`, no auth and no cookies, without its layers
         (URL merging, auth and redirect loops, cookies), about a third of the CPU of
         each delivery. The transport maps httpcore's errors to httpx's, as the client's.
-        It goes through the rate limiter as every other request (`_send`)."""
-        sent_at = await self.limiter.acquire() if self.limiter is not None else 0.0
-        client = next(self._turn)
-        headers = [*self._post_headers, *acting_for(account).items()]
-        request = httpx.Request(
-            "POST",
-            self._base_url + path,
-            headers=headers,
-            content=content,
-            extensions={"timeout": self._timeout},
-        )
-        try:
+        It goes through the rate limiter as every other request (`_limited`)."""
+
+        async def post() -> httpx.Response:
+            client = next(self._turn)
+            request = httpx.Request(
+                "POST",
+                self._base_url + path,
+                headers=[*self._post_headers, *acting_for(account).items()],
+                content=content,
+                extensions={"timeout": self._timeout},
+            )
             response = await client._transport.handle_async_request(request)
             response.request = request
             try:
                 await response.aread()
             finally:
                 await response.aclose()
+            return response
+
+        return await self._limited(post)
+
+    async def _limited(self, call: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
+        """One request to Credyt: through the rate limiter, httpx's failures as
+        `CredytUnavailableError`, a 429 told to the limiter."""
+        sent_at = await self.limiter.acquire() if self.limiter is not None else 0.0
+        try:
+            response = await call()
         except httpx.TimeoutException as exc:
             raise CredytUnavailableError(
                 f"Credyt did not answer in time ({type(exc).__name__})"
